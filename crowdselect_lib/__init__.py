@@ -1,37 +1,39 @@
-"""CrowdSelect reproduction library (arXiv 2503.01836). One module per concept of the paper:
+"""CrowdSelect reproduction library (arXiv 2503.01836). Notebooks import one namespace: ``import crowdselect_lib as cs``.
 
-- `zoo` / `demo`          the multi-LLM zoo (§3.1) and its offline simulated stand-in
-- `metrics`               Difficulty, Separability, Stability (eqs. 3-5)
-- `clustering`            embeddings and K-means (§3.3, Tables 4/13)
-- `selection`             response choice (eq. 2), normalisation + combination (eqs. 6-9), quotas, exports
-- `scoring`               reward-model scoring (Table 18)
-- `llm`                   one LLM client: OpenAI-compatible, local transformers, cache / replay
-- `baselines`, `ifd`, `selectllm`   Table 2/10/12 baselines
-- `training`              SFT / LoRA / DPO / SimPO / ORPO (appendix B.2, Tables 6, 17)
-- `generation`, `judge`, `benchdata`  MT-Bench and Arena-Hard (§4.1)
-- `tables`, `figures`     every paper table and figure (notebook 09)
-- `config`, `runs`, `pipeline`, `models`, `plots`   params, run directories, papermill chain, local models, plots
+One module per paper concept, a package where a stage has several parts (the README's layout section):
 
-Heavy modules (torch, transformers) load lazily: `crowdselect_lib.training` imports on first use.
+- `config`      params schema and loader (one YAML per paper table)
+- `runs`        run directories, the step cache (artifacts keyed by what produced them), safe files, progress
+- `zoo`         the multi-LLM zoo (§3.1): data model, sources (Magpie, AlpacaEval), the simulated demo zoo
+- `scoring`     reward-model scoring (§3.1, Table 18)                         chapter 02
+- `metrics`     Difficulty, Separability, Stability (eqs. 3-5)                 chapter 03
+- `crowd_size`  how many models a crowd needs (an extra study, not in the paper) chapter 03
+- `clustering`  embeddings and K-means (§3.3, Tables 4/13)                     chapter 04
+- `selection`   response choice (eq. 2), eqs. 6-9, per-cluster quotas, exports chapter 05
+- `baselines`   Table 2/10/12 baselines, one file per family, a registry       chapter 06
+- `training`    SFT / LoRA / DPO / SimPO / ORPO (appendix B.2, Tables 6, 17)   chapter 07
+- `judge`       MT-Bench and Arena-Hard: benchmarks, answers, judging, scores  chapter 08
+- `reporting`   the paper's tables and figures                                 chapter 09
+- `llm`, `models`, `pipeline`, `preflight`   LLM client, local models and devices, papermill chain, real-run checks
+
+Submodules load on first use (`cs.training` imports torch only when touched).
 """
 from __future__ import annotations
 
 import importlib
 
-from .config import ConfigError, RunConfig, load_config
-from .metrics import METRICS, base_metrics
-from .runs import Run
-from .selection import SELECTION_COLUMNS, combine, select, selection_table
-from .zoo import Zoo, ZooError, load_run_zoo, load_zoo
+__version__ = "0.2.0"
 
-__all__ = ["ConfigError", "RunConfig", "load_config", "Run", "Zoo", "ZooError", "load_zoo", "load_run_zoo",
-           "METRICS", "base_metrics", "SELECTION_COLUMNS", "combine", "select", "selection_table"]
+from .config import ConfigError, RunConfig, load_config  # noqa: E402
+from .runs import Run  # noqa: E402
+
+STAGES = ["config", "runs", "zoo", "scoring", "metrics", "crowd_size", "clustering", "selection", "baselines",
+          "training", "judge", "reporting", "llm", "models", "pipeline", "preflight"]
+
+__all__ = ["__version__", "ConfigError", "RunConfig", "load_config", "Run", *STAGES]
 
 
 def __getattr__(name: str):
-    try:
-        return importlib.import_module(f".{name}", __name__)
-    except ModuleNotFoundError as e:
-        if e.name != f"{__name__}.{name}":   # a missing dependency inside the module: show it as is
-            raise
-        raise AttributeError(f"module 'crowdselect_lib' has no attribute {name!r}") from e
+    if name not in STAGES:
+        raise AttributeError(f"module 'crowdselect_lib' has no attribute {name!r}")
+    return importlib.import_module(f".{name}", __name__)

@@ -118,16 +118,24 @@ def load_tokenizer(name: str):
     return tok
 
 
-def load_causal_lm(name: str, device: str | None = None, dtype: str = "auto"):
-    """(tokenizer, model) for generation or scoring; float32 on CPU, bf16 on GPU when `dtype='auto'`."""
+def device_and_dtype(device: str | None = None, dtype: str = "auto"):
+    """The package's one device rule: `device` None = ``cuda`` when available, else ``cpu``; `dtype` ``auto`` =
+    bfloat16 on CUDA, float32 on CPU, else the named torch dtype. Returns (device string, torch.dtype)."""
     import torch
-    from transformers import AutoModelForCausalLM
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if dtype == "auto":
-        torch_dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    else:
-        torch_dtype = getattr(torch, dtype)
+        return device, (torch.bfloat16 if device.startswith("cuda") else torch.float32)
+    if not isinstance(getattr(torch, str(dtype), None), torch.dtype):
+        raise ValueError(f"unknown dtype {dtype!r} (use auto, float32, bfloat16 or float16)")
+    return device, getattr(torch, dtype)
+
+
+def load_causal_lm(name: str, device: str | None = None, dtype: str = "auto"):
+    """(tokenizer, model) for generation or scoring; float32 on CPU, bf16 on GPU when `dtype='auto'`."""
+    from transformers import AutoModelForCausalLM
+
+    device, torch_dtype = device_and_dtype(device, dtype)
     tok = load_tokenizer(name)
     model = AutoModelForCausalLM.from_pretrained(resolve_model(name), dtype=torch_dtype).to(device)
     model.eval()
