@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import importlib
 
-__version__ = "0.2.0"
-
+from .version import __version__  # noqa: E402
 from .config import ConfigError, RunConfig, load_config  # noqa: E402
 from .runs import Run  # noqa: E402
 
