@@ -1,0 +1,111 @@
+"""Run directories: ``<root>/<run.name>/<stage>/<step>/<key>/`` (see `step`), plus
+
+- ``meta.json``   what produced the run (merged under a lock by `Run.update_meta`)
+- ``run.log``     the run's log: every step's status line, progress of long steps, warnings
+- ``config.yaml`` the resolved config of the last chapter that ran (the full settings, one click away)
+- ``cache/``      fine-grained caches (LLM replies, embeddings, reward scores), keyed by their own request
+"""
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .step import Step
+from .store import digest, read_json, update_json, write_text
+
+log = logging.getLogger("crowdselect")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]*$")
+
+
+def check_name(name: Any, what: str = "name") -> str:
+    """A plain name for a folder (run, subset, cell): letters, digits, ``._+=-``; no ``/``, no ``..``, not empty."""
+    if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
+        raise ValueError(f"{what} {name!r} is not a plain name: use letters, digits and ._+=- "
+                         "(no '/', no '..', not empty)")
+    return name
+
+
+def check_unique(names: list[str], what: str) -> list[str]:
+    """Every name plain and none repeated (two subsets named alike would share one folder)."""
+    seen: set[str] = set()
+    for n in names:
+        check_name(n, what)
+        if n in seen:
+            raise ValueError(f"{what} {n!r} appears twice")
+        seen.add(n)
+    return names
+
+
+def slug(name: str) -> str:
+    """A file or folder name for a model, system or reward model: "/" becomes "__", any other character
+    outside [A-Za-z0-9._-] becomes "_" (e.g. "Qwen/Qwen2.5-3B" -> "Qwen__Qwen2.5-3B")."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name.replace("/", "__"))
+
+
+def fingerprint(paths: list[str | Path]) -> str:
+    """Digest of the contents of local input files (a changed file gives a new key downstream)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in sorted(Path(x) for x in paths):
+        h.update(p.name.encode())
+        with open(p, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:12]
+
+
+def repo_root() -> Path:
+    """The repository checkout holding `params/` and `notebooks/` (the pipeline needs a checkout)."""
+    return Path(__file__).resolve().parents[2]
+
+
+def _attach_log(path: Path) -> None:
+    path = str(path.resolve())
+    if not any(isinstance(h, logging.FileHandler) and h.baseFilename == path for h in log.handlers):
+        h = logging.FileHandler(path, encoding="utf-8")
+        h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        log.addHandler(h)
+    log.setLevel(logging.INFO)
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run directory. `run.path("cache", "x.json")` -> <root>/<name>/cache/x.json (parents created)."""
+    dir: Path
+
+    @classmethod
+    def from_config(cls, cfg) -> "Run":
+        root = Path(cfg.run.root)
+        if not root.is_absolute():
+            root = repo_root() / root
+        run = cls(root / check_name(cfg.run.name, "run.name"))
+        run.dir.mkdir(parents=True, exist_ok=True)
+        _attach_log(run.dir / "run.log")
+        write_text(cfg.to_yaml(), run.dir / "config.yaml")
+        return run
+
+    def path(self, *parts: str) -> Path:
+        p = self.dir.joinpath(*parts)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def step(self, stage: str, name: str, *, settings: dict, inputs: dict[str, str] | None = None,
+             version: str = "1", log=print) -> Step:
+        """The keyed step `stage/name` (see `runs.step`); prints ``reused``/``computing`` with its key."""
+        return Step(self.dir, stage, check_name(name, f"{stage} step name"), settings, dict(inputs or {}),
+                    version).announce(log)
+
+    def update_meta(self, **entries) -> dict:
+        """Merge `entries` into meta.json under a lock (two processes never lose each other's entries)."""
+        return update_json(self.dir / "meta.json", lambda m: m.update(entries))
+
+    def meta(self) -> dict:
+        p = self.dir / "meta.json"
+        return read_json(p) if p.exists() else {}
+
+
+__all__ = ["Run", "check_name", "check_unique", "slug", "fingerprint", "repo_root", "digest", "log"]
