@@ -58,9 +58,32 @@ def fingerprint(paths: list[str | Path]) -> str:
     return h.hexdigest()[:12]
 
 
+class CheckoutError(FileNotFoundError):
+    """The package runs from an install without the repository checkout (`params/`, `notebooks/`)."""
+
+
 def repo_root() -> Path:
-    """The repository checkout holding `params/` and `notebooks/` (the pipeline needs a checkout)."""
-    return Path(__file__).resolve().parents[2]
+    """The repository checkout holding `params/` and `notebooks/`. The library works from any install
+    (``pip install .``); the pipeline (params files, notebooks, ``runs/`` beside them) needs the checkout, so
+    outside one this raises `CheckoutError` saying so."""
+    root = Path(__file__).resolve().parents[2]
+    if not ((root / "params").is_dir() and (root / "notebooks").is_dir()):
+        raise CheckoutError(
+            f"crowdselect_lib is installed at {root / 'crowdselect_lib'} without the repository checkout: the "
+            "pipeline needs the checkout's params/ and notebooks/ (git clone the repository, then "
+            "pip install -e . from the clone). The library itself works from any install; give Run an absolute "
+            "run.root and load params files by path.")
+    return root
+
+
+def params_dir() -> Path:
+    """``params/`` of the checkout (`CheckoutError` outside one)."""
+    return repo_root() / "params"
+
+
+def notebooks_dir() -> Path:
+    """``notebooks/`` of the checkout (`CheckoutError` outside one)."""
+    return repo_root() / "notebooks"
 
 
 def _attach_log(path: Path) -> None:
@@ -108,4 +131,5 @@ class Run:
         return read_json(p) if p.exists() else {}
 
 
-__all__ = ["Run", "check_name", "check_unique", "slug", "fingerprint", "repo_root", "digest", "log"]
+__all__ = ["Run", "CheckoutError", "check_name", "check_unique", "slug", "fingerprint", "repo_root", "params_dir",
+           "notebooks_dir", "digest", "log"]
