@@ -16,6 +16,10 @@ families), Stability is undefined for that draw: its row has ``spearman`` NaN, a
 score (eq. 9) uses the remaining metrics with their own weights (w_D rho_D + w_S rho_S); ``n_families`` = 0
 marks such draws. Summaries skip NaN and count the valid draws (`crowd_size_summary`, column ``n``).
 
+Speed: the metrics of many crowds go through `base_metrics` in a few stacked calls (`sub_crowd_metrics`, bit for
+bit the per-crowd values), eqs. 6-8 through one `selection.normalize` call per batch of crowds, and the top-k
+through `selection.select`; the quantile step of eq. 8 (3 columns per crowd) dominates the cost.
+
 The study table (`crowd_size_study`, `leave_one_family_out`) is tidy: one row per (crowd, metric) with
 columns m, draw, metric (difficulty | separability | stability), spearman, jaccard, n_families.
 """
@@ -26,7 +30,7 @@ import pandas as pd
 from scipy.stats import rankdata
 
 from .metrics import METRICS, base_metrics, stability_families
-from .selection import combine, select
+from .selection import combine, normalize, select
 
 QUANTITIES = [*METRICS, "jaccard"]
 
@@ -93,22 +97,140 @@ def _spearman_columns(x: np.ndarray, ref: np.ndarray) -> np.ndarray:
     return np.clip(rho, -1.0, 1.0)
 
 
-def _compare_crowds(scores: pd.DataFrame, families: dict, crowds: list[np.ndarray], k: int, weights,
-                    clusters, full: pd.DataFrame, full_top: pd.Index) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For each crowd (column positions of S): Spearman per metric (D, 3), Jaccard (D,), families in Stability (D,)."""
-    n, d = len(scores), len(crowds)
-    values = {name: np.empty((n, d)) for name in METRICS}
-    jac, n_fam = np.empty(d), np.empty(d, dtype=np.int64)
-    ref_top = np.zeros(n, dtype=bool)
-    ref_top[full_top.to_numpy()] = True                  # S carries a RangeIndex here: labels are positions
-    for j, cols in enumerate(crowds):
-        met = crowd_metrics(scores.iloc[:, cols], families)
-        for name in METRICS:
-            values[name][:, j] = met[name].to_numpy()
-        both = np.count_nonzero(ref_top[crowdselect_top(met, k, weights, clusters).to_numpy()])
-        jac[j] = both / (2 * k - both)
-        n_fam[j] = met.attrs["n_families"]
-    rho = np.column_stack([_spearman_columns(values[name], full[name].to_numpy()) for name in METRICS])
+class _SubCrowds:
+    """Metrics (eqs. 3-5) of many sub-crowds of one score matrix, batched through `metrics.base_metrics` itself,
+    so that each sub-crowd's values are bit-identical to `crowd_metrics(S[crowd])` (tests check it):
+
+    - Difficulty, Separability: one `base_metrics` call per batch on the crowds stacked along rows, (D * n, m),
+      each crowd's columns in model-name order as base_metrics orders them (both metrics are row-wise and do not
+      depend on families; a two-slot placeholder family keeps that call's Stability cheap);
+    - Stability: `base_metrics` on the drawn members of the qualifying families only (no other model enters
+      eq. 5), once per distinct member set; member sets whose families have the same sizes are stacked along rows
+      into one call, their columns renamed to slots that keep base_metrics' family and model order.
+    """
+
+    BATCH_CELLS = 4_000_000          # D * n * m floats per stacked block (bounds memory on large zoos)
+
+    def __init__(self, scores: pd.DataFrame, families: dict):
+        self.scores, self.families = scores, families
+        self.values = scores.to_numpy(dtype=float)
+        self.cols = list(scores.columns)
+        self.col = {m: j for j, m in enumerate(self.cols)}
+        self.name_rank = np.argsort(np.argsort(np.array(self.cols, dtype=object)))
+        self.stab: dict[tuple, np.ndarray] = {(): np.full(len(scores), np.nan)}
+
+    def key(self, crowd: np.ndarray) -> tuple:
+        """The crowd's qualifying families' members ((model, ...) per family) in base_metrics' order; () = none."""
+        return tuple(tuple(ms) for ms in stability_families(self.families, [self.cols[j] for j in crowd]).values())
+
+    def fill_stability(self, keys) -> None:
+        """Stability (eq. 5) of every new member set: one stacked `base_metrics` call per family-size signature."""
+        by_sig: dict[tuple, list[tuple]] = {}
+        for key in dict.fromkeys(keys):
+            if key not in self.stab:
+                by_sig.setdefault(tuple(tuple(self.families[m][1] for m in ms) for ms in key), []).append(key)
+        n = len(self.values)
+        for sig, group in by_sig.items():
+            slots = {f"f{i:03d}m{j:03d}": (f"f{i:03d}", size) for i, sz in enumerate(sig) for j, size in enumerate(sz)}
+            pos = np.array([[self.col[m] for ms in key for m in ms] for key in group])        # (G, slots)
+            step = max(1, self.BATCH_CELLS // (n * pos.shape[1]))
+            for lo in range(0, len(group), step):
+                part = pos[lo:lo + step]
+                block = np.asfortranarray(self.values[:, part].transpose(1, 0, 2).reshape(len(part) * n, -1))
+                stab = base_metrics(pd.DataFrame(block, columns=list(slots)), slots)["stability"].to_numpy()
+                self.stab.update(zip(group[lo:lo + step], stab.reshape(len(part), n)))
+
+    def metrics(self, crowds: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """crowds (D, m) column positions -> ({metric: (n, D)}, families in Stability (D,))."""
+        d, m = crowds.shape
+        n = len(self.values)
+        by_name = np.take_along_axis(crowds, np.argsort(self.name_rank[crowds], axis=1), axis=1)
+        block = np.asfortranarray(self.values[:, by_name].transpose(1, 0, 2).reshape(d * n, m))
+        slots = [f"slot{j:04d}" for j in range(m)]
+        holder = {s: ("(placeholder)", float(j)) if j < 2 else (f"(slot {j})", np.nan) for j, s in enumerate(slots)}
+        ds = base_metrics(pd.DataFrame(block, columns=slots), holder)
+        out = {name: ds[name].to_numpy().reshape(d, n).T for name in ("difficulty", "separability")}
+        keys = [self.key(c) for c in crowds]
+        self.fill_stability(keys)
+        out["stability"] = np.column_stack([self.stab[key] for key in keys])
+        return out, np.array([len(key) for key in keys])
+
+
+def sub_crowd_metrics(scores: pd.DataFrame, families: dict, crowds: list[list[str]]) -> list[pd.DataFrame]:
+    """`crowd_metrics` (eqs. 3-5) of each crowd (a list of model names, columns of `scores`), batched: the same
+    numbers, bit for bit, at a fraction of the cost (`_SubCrowds`)."""
+    unknown = sorted({m for c in crowds for m in c} - set(scores.columns))
+    if unknown:
+        raise KeyError(f"model(s) {unknown} are not columns of the score matrix")
+    sub = _SubCrowds(scores, families)
+    out = []
+    for c in crowds:
+        met, n_fam = sub.metrics(np.array([[sub.col[m] for m in c]]))
+        frame = pd.DataFrame({name: met[name][:, 0] for name in METRICS}, index=scores.index)
+        frame.attrs["n_families"] = int(n_fam[0])
+        out.append(frame)
+    return out
+
+
+def _weights(metrics_defined: list[str], weights) -> dict[str, float]:
+    """eq. 9 weights of the metrics a crowd has (Stability dropped when no family qualifies), in METRICS order."""
+    return {name: float(w) for name, w in zip(METRICS, weights) if name in metrics_defined}
+
+
+def _eq9(rho: dict[str, np.ndarray], w: dict[str, float]) -> np.ndarray:
+    """sum_j w_j rho_j (eq. 9) formed as `selection.combine` forms it; `_evaluate` checks the equality at run time."""
+    score = np.zeros(len(next(iter(rho.values()))))
+    for name, wj in w.items():
+        score += wj * rho[name]
+    return score
+
+
+def _evaluate(scores, families, crowds: list[np.ndarray], k: int, weights, clusters):
+    """Spearman per metric vs the full crowd (D, 3), Jaccard of the top-k (D,), families in Stability (D,).
+
+    Crowds of one size are batched: metrics through `_SubCrowds`, eqs. 6-8 through ONE `selection.normalize` call
+    per batch (it normalises each column on its own), eq. 9 by `_eq9` and the top-k by `selection.select`. The
+    full crowd's top-k comes from `crowdselect_top` (selection.combine); if `_eq9` on the full crowd is not bit
+    for bit `combine`, every crowd falls back to `crowdselect_top` (slower, same numbers). A crowd drawn twice
+    is computed once."""
+    if not 0 < k <= len(scores):
+        raise ValueError(f"k must be within 1 .. {len(scores)} instructions, got {k}")
+    full = crowd_metrics(scores, families)
+    ref = np.zeros(len(scores), dtype=bool)
+    ref[crowdselect_top(full, k, weights, clusters).to_numpy()] = True    # S has a RangeIndex: labels = positions
+    w_full = _weights([c for c in METRICS if not full[c].isna().all()], weights)
+    rho_full = normalize(full[list(w_full)])
+    fast = np.array_equal(_eq9({c: rho_full[c].to_numpy() for c in w_full}, w_full),
+                          combine(full, w_full).to_numpy())
+    sub = _SubCrowds(scores, families)
+    sub.fill_stability([sub.key(c) for c in crowds])                     # every size at once: fewer, taller calls
+    rho, jac, n_fam = np.empty((len(crowds), 3)), np.empty(len(crowds)), np.empty(len(crowds), dtype=np.int64)
+    sizes = np.array([len(c) for c in crowds])
+    for m in np.unique(sizes):
+        idx = np.flatnonzero(sizes == m)
+        uniq, inverse = np.unique(np.stack([crowds[i] for i in idx]), axis=0, return_inverse=True)
+        u_rho, u_jac, u_fam = np.empty((len(uniq), 3)), np.empty(len(uniq)), np.empty(len(uniq), dtype=np.int64)
+        step = max(1, sub.BATCH_CELLS // (len(scores) * m))
+        for lo in range(0, len(uniq), step):
+            met, nf = sub.metrics(uniq[lo:lo + step])
+            u_fam[lo:lo + step] = nf
+            u_rho[lo:lo + step] = np.column_stack([_spearman_columns(met[name], full[name].to_numpy())
+                                                   for name in METRICS])
+            cols = {(j, name): met[name][:, j] for j in range(len(nf)) for name in METRICS
+                    if name != "stability" or nf[j]}
+            rho_all = normalize(pd.DataFrame(cols)) if fast else None                 # eqs. 6-8
+            for j in range(len(nf)):
+                w = _weights(METRICS if nf[j] else METRICS[:2], weights)
+                if fast:
+                    score = pd.Series(_eq9({c: rho_all[(j, c)].to_numpy() for c in w}, w), index=scores.index)
+                    top = select(score, k, "top", clusters, rule="equal")[0].index
+                else:
+                    top = crowdselect_top(pd.DataFrame({c: met[c][:, j] for c in METRICS}, index=scores.index),
+                                          k, weights, clusters)
+                both = np.count_nonzero(ref[top.to_numpy()])
+                u_jac[lo + j] = both / (2 * k - both)
+        inverse = inverse.ravel()
+        rho[idx], jac[idx], n_fam[idx] = u_rho[inverse], u_jac[inverse], u_fam[inverse]
     return rho, jac, n_fam
 
 
@@ -119,13 +241,6 @@ def _tidy(rho: np.ndarray, jac: np.ndarray, n_fam: np.ndarray, keys: dict) -> pd
     out.update(metric=np.tile(METRICS, d), spearman=rho.ravel(), jaccard=np.repeat(jac, len(METRICS)),
                n_families=np.repeat(n_fam, len(METRICS)))
     return pd.DataFrame(out)
-
-
-def _full_crowd(scores, families, k, clusters, weights):
-    if not 0 < k <= len(scores):
-        raise ValueError(f"k must be within 1 .. {len(scores)} instructions, got {k}")
-    full = crowd_metrics(scores, families)
-    return full, crowdselect_top(full, k, weights, clusters)
 
 
 def crowd_size_study(zoo_or_scores, families: dict | None = None, *, reward_model: str | None = None,
@@ -150,13 +265,12 @@ def crowd_size_study(zoo_or_scores, families: dict | None = None, *, reward_mode
         raise ValueError(f"crowd size(s) {bad} outside 2 .. {n_models} (the zoo's number of models)")
     if draws < 1:
         raise ValueError(f"draws must be positive, got {draws}")
-    full, full_top = _full_crowd(scores, families, k, clusters, weights)
     crowds, ms = [], []
     for m in sizes:   # (draws, m) sorted column positions: a random permutation's first m entries
         picks = np.random.default_rng([seed, m]).random((draws, n_models)).argsort(axis=1)[:, :m]
         crowds.extend(np.sort(picks, axis=1))
         ms.extend([m] * draws)
-    rho, jac, n_fam = _compare_crowds(scores, families, crowds, k, weights, clusters, full, full_top)
+    rho, jac, n_fam = _evaluate(scores, families, crowds, k, weights, clusters)
     return _tidy(rho, jac, n_fam, {"m": ms, "draw": np.tile(np.arange(draws), len(sizes))})
 
 
@@ -173,12 +287,11 @@ def leave_one_family_out(zoo_or_scores, families: dict | None = None, *, reward_
     Returns columns family, n_dropped, in_stability, metric, spearman, jaccard, n_families (3 rows per family).
     """
     scores, families, clusters = _positional(*_scores_and_families(zoo_or_scores, families, reward_model), clusters)
-    full, full_top = _full_crowd(scores, families, k, clusters, weights)
     fam_of = np.array([families[m][0] for m in scores.columns])
     in_stab = set(stability_families(families, list(scores.columns)))
     names = [f for f in pd.unique(fam_of) if np.count_nonzero(fam_of != f) >= 2]
     crowds = [np.flatnonzero(fam_of != f) for f in names]
-    rho, jac, n_fam = _compare_crowds(scores, families, crowds, k, weights, clusters, full, full_top)
+    rho, jac, n_fam = _evaluate(scores, families, crowds, k, weights, clusters)
     return _tidy(rho, jac, n_fam, {"family": names, "n_dropped": [int(np.count_nonzero(fam_of == f)) for f in names],
                                    "in_stability": [f in in_stab for f in names]})
 
@@ -238,3 +351,24 @@ def plot_crowd_size(study: pd.DataFrame, title: str | None = None, level: float 
     fig.suptitle(title or "How many models does a crowd need?")
     fig.tight_layout()
     return fig
+
+
+def official_sort_overlap(zoo_or_scores, clusters: pd.Series, families: dict | None = None, *,
+                          reward_model: str | None = None, k: int = 100, weights=(1.0, 1.0, 2.0)) -> pd.Series:
+    """How far the official code's per-cluster uuid-string sort (method.md §4, `select(official_compat=True)`)
+    lands from the CrowdSelect subset it means to pick (eqs. 6-9, equal per-cluster quotas).
+
+    Returns jaccard (of the two top-k uuid sets), shared (uuids in both), and each subset's mean of every metric
+    (eqs. 3-5): ``<metric>_crowdselect`` and ``<metric>_official``.
+    """
+    scores, families = _scores_and_families(zoo_or_scores, families, reward_model)
+    met = crowd_metrics(scores, families)
+    score = combine(met, weights)
+    ours = select(score, k, "top", clusters, rule="equal")[0].index
+    official = select(score, k, "top", clusters, rule="equal", official_compat=True)[0].index
+    shared = len(ours.intersection(official))
+    out = {"k": k, "shared": shared, "jaccard": shared / (2 * k - shared)}
+    for name in METRICS:
+        out[f"{name}_crowdselect"] = met.loc[ours, name].mean()
+        out[f"{name}_official"] = met.loc[official, name].mean()
+    return pd.Series(out, name="official uuid sort vs CrowdSelect")
