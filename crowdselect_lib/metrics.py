@@ -1,7 +1,7 @@
-"""The three base metrics of CrowdSelect (paper §3.2, eqs. 3-5), vectorised over instructions.
+"""The three base metrics of CrowdSelect (paper §3.2, eqs. 3-5), vectorised over instructions (chapter 03).
 
-Input: the dense score matrix S (n_instructions x n_models, `Zoo.scores()`), and `families`,
-a mapping model -> (family, size_b). Output: one row per instruction with
+Input: the dense score matrix S (n_instructions x n_models, `Zoo.scores()`), and `families`, a mapping
+model -> (family, size_b). Output: one row per instruction with
 
 - ``difficulty``   = -mean_j S_ij                                   (eq. 3)
 - ``separability`` = var_j S_ij, population variance (ddof=0)        (eq. 4)
@@ -10,29 +10,42 @@ a mapping model -> (family, size_b). Output: one row per instruction with
 Stability ranks scores with rank 1 = highest score and sizes with rank 1 = largest model, so +1 means
 "bigger models of the family answered better". As in the official code, every family with at least two
 distinct known sizes enters the mean (the paper's text says five families; the code uses all six);
-`stability_families` restricts it. Models with unknown size (NaN) are left out of Stability only.
+`stability_families` restricts it. Models with unknown size (NaN, e.g. closed models) are left out of
+Stability only: a family correlation needs known sizes.
 
-Ties (a documented choice; the official code breaks ties by argsort position): tied scores get their
-average rank, as `scipy.stats.rankdata(method="average")`, and Spearman is the Pearson correlation of
-the ranks. A family whose scores are all equal for an instruction has an undefined correlation; it is
-defined as 0 and still counted in the mean (not dropped). On untied data this equals the official
-per-row result exactly: 1 - 6 sum d^2 / (m (m^2 - 1)).
+Ties (a documented choice; the official code breaks ties by argsort position): tied scores get their average
+rank, as `scipy.stats.rankdata(method="average")`, and Spearman is the Pearson correlation of the ranks. A
+family whose scores are all equal for an instruction has an undefined correlation; it is defined as 0 and still
+counted in the mean. On untied data this equals the official per-row result: 1 - 6 sum d^2 / (m (m^2 - 1)).
+
+Exactness: Stability takes few distinct values (rationals with denominator |F| lcm_f m_f(m_f^2 - 1)/3 on untied
+rows), and eq. 8 maps ties to one quantile, so a last-bit difference between two equal values would move the
+CrowdSelect score by up to ~0.03. Ranks are therefore computed in integers (doubled average ranks), an untied
+row's mean is formed as one integer over the common denominator and divided once, and the columns are put in
+model-name order first: every metric is bit-identical under any permutation of model columns or rows.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
+from itertools import combinations
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
+from scipy import stats
+
+from .runs import Step, check_name, slug, write_parquet
+from .zoo import default_reward_model, load_run_zoo, zoo_reward_models, zoo_step
 
 METRICS = ["difficulty", "separability", "stability"]
+METRICS_VERSION = "2"
 
 
 def stability_families(families: Mapping[str, tuple[str, float]], models: list[str] | None = None,
                        only: list[str] | None = None) -> dict[str, list[str]]:
-    """family -> its models with known size, for families with >= 2 distinct sizes (in `only` if given)."""
-    models = list(families) if models is None else models
+    """family -> its models with known size, for families with >= 2 distinct sizes (in `only` if given);
+    families in name order, models in name order."""
+    models = sorted(families if models is None else models)
     groups: dict[str, list[str]] = {}
     for m in models:
         fam, size = families[m]
@@ -43,56 +56,74 @@ def stability_families(families: Mapping[str, tuple[str, float]], models: list[s
         if unknown:
             raise ValueError(f"unknown family(ies) {unknown} in stability_families")
         groups = {f: ms for f, ms in groups.items() if f in only}
-    return {f: ms for f, ms in groups.items() if len({families[m][1] for m in ms}) >= 2}
+    return {f: groups[f] for f in sorted(groups) if len({families[m][1] for m in groups[f]}) >= 2}
 
 
-def _family_spearman(block: np.ndarray, sizes: np.ndarray) -> np.ndarray:
-    """Spearman per row between the scores of one family (n, k) and the model sizes (k,).
-
-    Average ranks (1 = highest score) are built pairwise: r_j = 1 + #(l: x_l > x_j) + #(l != j: x_l = x_j)/2.
-    Families are small (k <= ~10), so k(k-1)/2 vectorised comparisons beat a sort and use O(n k) memory.
-    """
+def _doubled_ranks(block: np.ndarray) -> np.ndarray:
+    """2 x average rank (1 = highest) per row, as integers: 2 + sum over the others of 2 [x_l > x_j] + [x_l = x_j].
+    Families are small (k <= ~10), so k(k-1)/2 vectorised comparisons beat a sort and use O(n k) memory."""
     n, k = block.shape
-    ranks = np.ones((n, k))
-    for j in range(k):
-        for m in range(j + 1, k):
-            gt = block[:, m] > block[:, j]
-            eq = block[:, m] == block[:, j]
-            ranks[:, j] += gt + 0.5 * eq
-            ranks[:, m] += ~(gt | eq) + 0.5 * eq
-    q = rankdata(-sizes, method="average")                            # 1 = largest model
-    q = q - q.mean()
-    r = ranks - (k + 1) / 2.0                                         # average ranks always sum to k(k+1)/2
-    num = r @ q
-    den = np.sqrt(np.einsum("ij,ij->i", r, r)) * np.sqrt(q @ q)
-    return np.divide(num, den, out=np.zeros_like(num), where=den > 0)   # constant family -> 0
+    r = np.full((n, k), 2, dtype=np.int64)
+    for j, m in combinations(range(k), 2):
+        gt, eq = block[:, m] > block[:, j], block[:, m] == block[:, j]
+        r[:, j] += 2 * gt + eq
+        r[:, m] += 2 * ~(gt | eq) + eq
+    return r
+
+
+def _family_terms(block: np.ndarray, sizes: np.ndarray):
+    """For one family (n, k): the integer numerator A of Spearman, the exact denominator d when the row is untied,
+    the float correlation, and the untied-row mask. Spearman = A / sqrt(B C) on centred doubled ranks."""
+    k = block.shape[1]
+    r = _doubled_ranks(block) - (k + 1)                                   # centred: doubled ranks sum to k(k+1)
+    q = np.rint(2 * stats.rankdata(-sizes, method="average")).astype(np.int64) - (k + 1)   # 1 = largest model
+    a = r @ q                                                             # integer matmul: exact
+    b, c = np.einsum("ij,ij->i", r, r), int(q @ q)
+    rho = np.divide(a, np.sqrt(b.astype(float) * c), out=np.zeros(len(a)), where=b > 0)   # constant family -> 0
+    d = k * (k * k - 1) // 3                                              # B = C = d without ties
+    untied = (b == d) & (c == d)
+    return a, d, rho, untied
+
+
+def _stability(values: np.ndarray, groups: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """Mean family Spearman per row; untied rows exactly (one integer over the common denominator)."""
+    terms = [_family_terms(values[:, idx], sizes) for idx, sizes in groups]
+    lcm = math.lcm(*(d for _, d, _, _ in terms))
+    num = sum(a * (lcm // d) for a, d, _, _ in terms)                    # int64: |num| <= |F| lcm
+    exact = np.logical_and.reduce([u for _, _, _, u in terms])
+    approx = sum(rho for _, _, rho, _ in terms)                          # families in name order
+    return np.where(exact, num / (lcm * len(terms)), approx / len(terms))
 
 
 def base_metrics(scores: pd.DataFrame, families: Mapping[str, tuple[str, float]],
                  stability_families_only: list[str] | None = None) -> pd.DataFrame:
     """Difficulty, Separability and Stability per instruction (eqs. 3-5).
 
-    scores: DataFrame (index uuid, columns = models), no NaN. families: model -> (family, size_b).
+    scores: DataFrame (index uuid, columns = models), finite. families: model -> (family, size_b).
     Returns a DataFrame indexed like `scores` with columns difficulty, separability, stability;
     ``.attrs["stability_families"]`` lists the families that entered Stability.
     """
     missing = [m for m in scores.columns if m not in families]
     if missing:
         raise KeyError(f"model(s) without a family entry: {missing}")
+    scores = scores[sorted(scores.columns)]                               # column order cannot matter
     values = scores.to_numpy(dtype=float)
-    if np.isnan(values).any():
-        i, j = np.argwhere(np.isnan(values))[0]
-        raise ValueError(f"NaN score for uuid {scores.index[i]!r} model {scores.columns[j]!r}")
+    bad = ~np.isfinite(values)
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        what = "NaN" if np.isnan(values[i, j]) else "infinite"
+        raise ValueError(f"{what} score for uuid {scores.index[i]!r} model {scores.columns[j]!r}")
     groups = stability_families(families, list(scores.columns), stability_families_only)
     if not groups:
         raise ValueError("no family has two or more distinct known sizes: Stability is undefined")
     col = {m: j for j, m in enumerate(scores.columns)}
-    stab = np.zeros(len(values))
-    for models in groups.values():
-        idx = [col[m] for m in models]
-        stab += _family_spearman(values[:, idx], np.array([families[m][1] for m in models], dtype=float))
+    stab = _stability(values, [(np.array([col[m] for m in ms]), np.array([families[m][1] for m in ms], dtype=float))
+                               for ms in groups.values()])
     out = pd.DataFrame({"difficulty": -values.mean(axis=1), "separability": values.var(axis=1),
-                        "stability": stab / len(groups)}, index=scores.index)
+                        "stability": stab}, index=scores.index)
+    if not np.isfinite(out["separability"]).all():
+        u = out.index[~np.isfinite(out["separability"])][0]
+        raise ValueError(f"the variance of uuid {u!r}'s scores overflows (eq. 4): rescale the scores")
     out.attrs["stability_families"] = sorted(groups)
     return out
 
@@ -100,8 +131,6 @@ def base_metrics(scores: pd.DataFrame, families: Mapping[str, tuple[str, float]]
 def base_metrics_reference(scores: pd.DataFrame, families: Mapping[str, tuple[str, float]]) -> pd.DataFrame:
     """Slow per-row reference of the official code (a Python loop, `spearmanr` per family per row, ranks
     by argsort so ties are broken by position). For tests and `benchmarks/` only."""
-    from scipy.stats import spearmanr
-
     groups = stability_families(families, list(scores.columns))
     ordered = {f: sorted(ms, key=lambda m: families[m][1]) for f, ms in groups.items()}  # small -> large
     rows = []
@@ -110,42 +139,49 @@ def base_metrics_reference(scores: pd.DataFrame, families: Mapping[str, tuple[st
         for ms in ordered.values():
             x = row[ms].to_numpy(dtype=float)
             score_rank = np.argsort(np.argsort(x)[::-1]) + 1      # 1 = highest score
-            corrs.append(spearmanr(score_rank, np.arange(len(ms), 0, -1))[0])   # 1 = largest model
+            corrs.append(stats.spearmanr(score_rank, np.arange(len(ms), 0, -1))[0])   # 1 = largest model
         s = row.to_numpy(dtype=float)
         rows.append((-s.mean(), s.var(), float(np.mean(corrs))))
     return pd.DataFrame(rows, index=scores.index, columns=METRICS)
 
 
+# ------------------------------------------------------------------ reading the metrics (chapter 03)
+
 def metric_correlations(metrics: pd.DataFrame, method: str = "spearman") -> tuple[pd.DataFrame, pd.DataFrame]:
     """Correlation matrix of the metrics and its p-values (the paper's correlation figure)."""
-    from scipy import stats
-
     cols = list(metrics.columns)
     corr = pd.DataFrame(np.eye(len(cols)), index=cols, columns=cols)
     pval = pd.DataFrame(np.zeros((len(cols), len(cols))), index=cols, columns=cols)
     test = stats.spearmanr if method == "spearman" else stats.pearsonr
-    for a in range(len(cols)):
-        for b in range(a + 1, len(cols)):
-            r, p = test(metrics[cols[a]], metrics[cols[b]])
-            corr.iloc[a, b] = corr.iloc[b, a] = r
-            pval.iloc[a, b] = pval.iloc[b, a] = p
+    for a, b in combinations(range(len(cols)), 2):
+        r, p = test(metrics[cols[a]], metrics[cols[b]])
+        corr.iloc[a, b] = corr.iloc[b, a] = r
+        pval.iloc[a, b] = pval.iloc[b, a] = p
     return corr, pval
+
+
+PLANTED = {"difficulty": "difficulty", "separability": "spread", "stability": "stability"}
 
 
 def truth_recovery(metrics: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
     """Demo zoo only: Spearman between each metric and the planted value it should recover."""
-    from scipy.stats import spearmanr
-
-    planted = {"difficulty": "difficulty", "separability": "spread", "stability": "stability"}
     t = truth.reindex(metrics.index)
-    rows = [{"metric": m, "planted": p, "spearman": spearmanr(metrics[m], t[p])[0]} for m, p in planted.items()]
+    rows = [{"metric": m, "planted": p, "spearman": stats.spearmanr(metrics[m], t[p])[0]} for m, p in PLANTED.items()]
     return pd.DataFrame(rows).set_index("metric")
+
+
+def correlation_recovery(metrics: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
+    """Demo zoo only: each pair's Spearman correlation among the planted values and among the metrics."""
+    t = truth.reindex(metrics.index)
+    rows = [{"pair": f"{a} / {b}", "planted": stats.spearmanr(t[PLANTED[a]], t[PLANTED[b]])[0],
+             "recovered": stats.spearmanr(metrics[a], metrics[b])[0]} for a, b in combinations(METRICS, 2)]
+    return pd.DataFrame(rows).set_index("pair")
 
 
 def extreme_examples(metrics: pd.DataFrame, instructions: pd.DataFrame, metric: str, n: int = 3) -> pd.DataFrame:
     """The `n` highest and `n` lowest instructions by `metric`, with their text."""
     text = instructions.set_index("uuid")["instruction"]
-    ranked = metrics[metric].sort_values(ascending=False)
+    ranked = metrics[metric].sort_values(ascending=False, kind="stable")
     picked = pd.concat([ranked.head(n), ranked.tail(n)])
     return pd.DataFrame({"end": ["top"] * n + ["bottom"] * n, metric: picked.to_numpy(),
                          "instruction": text.reindex(picked.index).to_numpy()}, index=picked.index)
@@ -153,38 +189,126 @@ def extreme_examples(metrics: pd.DataFrame, instructions: pd.DataFrame, metric: 
 
 def reward_model_agreement(by_rm: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Spearman agreement of each metric between every pair of reward models (cf. Table 18)."""
-    from itertools import combinations
-
-    from scipy.stats import spearmanr
-
-    rows = []
-    for a, b in combinations(by_rm, 2):
-        rows.append({"pair": f"{a} vs {b}",
-                     **{m: spearmanr(by_rm[a][m], by_rm[b][m].reindex(by_rm[a].index))[0] for m in METRICS}})
-    return pd.DataFrame(rows).set_index("pair")
+    rows = [{"pair": f"{a} vs {b}",
+             **{m: stats.spearmanr(by_rm[a][m], by_rm[b][m].reindex(by_rm[a].index))[0] for m in METRICS}}
+            for a, b in combinations(by_rm, 2)]
+    return pd.DataFrame(rows, columns=["pair", *METRICS]).set_index("pair")
 
 
-def compute_run_metrics(run, zoo, reward_model: str | None = None,
-                        stability_families_only: list[str] | None = None) -> pd.DataFrame:
-    """Base metrics of a run's zoo for one reward model, cached at ``metrics/<reward_model>.parquet``."""
-    from .runs import read_json, write_json, write_parquet
+# ------------------------------------------------------------------ step cache
 
-    rm = reward_model or zoo.default_reward_model
-    path = run.path("metrics", f"{rm}.parquet")
-    info = run.path("metrics", f"{rm}.json")
-    if path.exists() and info.exists():
-        out = pd.read_parquet(path)
-        out.attrs["stability_families"] = read_json(info)["stability_families"]
-        return out
-    out = base_metrics(zoo.scores(rm), zoo.families(), stability_families_only)
-    write_parquet(out, path)
-    write_json({"reward_model": rm, "stability_families": out.attrs["stability_families"]}, info)
+def metrics_step(run, cfg, reward_model: str | None = None) -> Step:
+    """Key of the metrics of one reward model (default: `metrics.reward_model`, else the zoo's default).
+    A reward model the zoo does not carry is read from chapter 02's scores (`scoring.scores_step`)."""
+    rm = reward_model or default_reward_model(cfg)
+    inputs = {"zoo": zoo_step(run, cfg).key}
+    if rm not in zoo_reward_models(cfg):
+        from . import scoring   # only for re-scored zoos (chapter 02)
+
+        inputs["scores"] = scoring.scores_step(run, cfg, rm).key
+    settings = {"reward_model": rm, "stability_families": cfg.metrics.stability_families}
+    return Step(run.dir, "metrics", check_name(slug(rm), "reward model"), settings, inputs, METRICS_VERSION)
+
+
+def _scored_zoo(run, cfg, st: Step, rm: str):
+    zoo = load_run_zoo(run, cfg)
+    if "scores" not in st.inputs:
+        return zoo
+    from . import scoring
+
+    sc = scoring.scores_step(run, cfg, rm)
+    if not sc.done:
+        raise FileNotFoundError(f"reward model {rm!r} is not a column of the zoo and its scores (step "
+                                f"{sc.label} {sc.key}) are not done: run chapter 02 (reward scoring) first")
+    return scoring.attach_scores(zoo, pd.read_parquet(sc.dir / "scores.parquet"), rm)
+
+
+def load_run_metrics(run, cfg, reward_model: str | None = None) -> pd.DataFrame:
+    """The base metrics of the run's zoo for one reward model: read when done, else computed (chapter 03)."""
+    st = metrics_step(run, cfg, reward_model).announce()
+    rm = st.settings["reward_model"]
+    if st.done:
+        out = pd.read_parquet(st.dir / "metrics.parquet")
+    else:
+        zoo = _scored_zoo(run, cfg, st, rm)
+        out = base_metrics(zoo.scores(rm), zoo.families(), cfg.metrics.stability_families)
+        write_parquet(out, st.path("metrics.parquet"))
+        st.finish(rows=len(out), stability_families=out.attrs["stability_families"])
+    out.attrs["stability_families"] = st.manifest()["stability_families"]
+    out.attrs["reward_model"] = rm
     return out
 
 
-def load_run_metrics(run, reward_model: str) -> pd.DataFrame:
-    """Metrics written by notebook 03."""
-    path = run.dir / "metrics" / f"{reward_model}.parquet"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} missing: run notebook 03 first")
-    return pd.read_parquet(path)
+# ------------------------------------------------------------------ figures (chapter 03)
+
+def plot_distributions(metrics: pd.DataFrame, title: str):
+    """Histogram of each metric (eqs. 3-5), labelled axes."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(12, 3.4))
+    for ax, col, eq in zip(axes, METRICS, ("eq. 3", "eq. 4", "eq. 5")):
+        ax.hist(metrics[col], bins=50, color="tab:blue", alpha=0.85)
+        ax.set_title(f"{col} ({eq})", fontsize=10)
+        ax.set_xlabel(col)
+        ax.set_ylabel("instructions")
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def plot_correlations(metrics: pd.DataFrame, title: str, truth: pd.DataFrame | None = None):
+    """Spearman matrix of the metrics (p-values under each coefficient); with a demo `truth`, the planted values'
+    matrix beside it, so the recovered correlations can be read against what was planted."""
+    import matplotlib.pyplot as plt
+
+    corr, pval = metric_correlations(metrics[METRICS])
+    panels = [("recovered: metrics", corr, pval)]
+    if truth is not None:
+        t = truth.reindex(metrics.index)[[PLANTED[m] for m in METRICS]].set_axis(METRICS, axis=1)
+        panels.insert(0, ("planted: truth table", *metric_correlations(t)))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.2), squeeze=False)
+    for n, (ax, (name, c, p)) in enumerate(zip(axes[0], panels)):
+        im = ax.imshow(c.to_numpy(), vmin=-1, vmax=1, cmap="RdBu_r")
+        for i in range(3):
+            for j in range(3):
+                text = f"{c.iat[i, j]:.2f}" + ("" if i == j else f"\n(p={p.iat[i, j]:.0e})")
+                ax.text(j, i, text, ha="center", va="center", fontsize=9,
+                        color="white" if abs(c.iat[i, j]) > 0.6 else "black")
+        ax.set_xticks(range(3), METRICS, rotation=20)
+        ax.set_yticks(range(3), METRICS if n == 0 else [])
+        ax.set_title(name, fontsize=10)
+    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="Spearman correlation")
+    fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def plot_recovery(metrics: pd.DataFrame, truth: pd.DataFrame, title: str):
+    """Demo zoo only: each metric against the planted value it should recover (a seeded sample of points)."""
+    import matplotlib.pyplot as plt
+
+    t = truth.reindex(metrics.index)
+    rec = truth_recovery(metrics, truth)
+    rows = np.random.default_rng(0).permutation(len(metrics))[:2000]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    for ax, m in zip(axes, METRICS):
+        ax.scatter(t[PLANTED[m]].to_numpy()[rows], metrics[m].to_numpy()[rows], s=3, alpha=0.4)
+        ax.set_xlabel(f"planted {PLANTED[m]}")
+        ax.set_ylabel(f"measured {m}")
+        ax.set_title(f"Spearman {rec.loc[m, 'spearman']:.2f}", fontsize=10)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def family_table(zoo, only: list[str] | None = None) -> pd.DataFrame:
+    """One row per family: its models and sizes, and whether it enters Stability (eq. 5) and why not."""
+    fam = zoo.families()
+    enter = stability_families(fam, zoo.model_names, only)
+    rows = []
+    for f, g in zoo.models.groupby("family", sort=True):
+        known = g["size_b"].dropna()
+        why = ("enters" if f in enter else "not listed in metrics.stability_families" if only is not None and f not in only
+               else "no known size" if known.empty else "one known size only" if known.nunique() < 2 else "")
+        rows.append({"family": f, "models": len(g), "sizes_b": ", ".join(f"{x:g}" for x in sorted(known)) or "?",
+                     "in_stability": f in enter, "why": why})
+    return pd.DataFrame(rows).set_index("family").sort_values(["in_stability", "models"], ascending=[False, False])

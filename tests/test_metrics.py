@@ -72,3 +72,34 @@ def test_planted_truth_recovered_on_demo_zoo(demo_zoo_small):
     for rm in zoo.reward_models:
         rec = truth_recovery(base_metrics(zoo.scores(rm), zoo.families()), zoo.truth)
         assert (rec["spearman"] >= 0.8).all(), (rm, rec)
+
+
+def _scores_with_spearman(rho: float) -> list[float]:
+    """Scores for 5 models of sizes 1..5 whose Spearman with size is exactly `rho` (1 - sum d^2 / 20)."""
+    from itertools import permutations
+
+    for perm in permutations(range(1, 6)):               # perm[j] = score rank of the model with size rank j+1
+        if sum((p - (j + 1)) ** 2 for j, p in enumerate(perm)) == round(20 * (1 - rho)):
+            return [float(-perm[4 - i]) for i in range(5)]   # model i has size i+1, size rank 5-i
+    raise AssertionError(rho)
+
+
+def test_stability_ties_are_exact_whatever_the_order_of_families_and_columns():
+    fam = {f"{f}{i}": (f, float(i)) for f in "BC" for i in range(1, 6)}
+    rows = {"r1": (0.1, 0.2), "r2": (0.3, 0.0), "r3": (0.2, 0.1)}     # every row's mean is 0.15
+    scores = pd.DataFrame({u: _scores_with_spearman(b) + _scores_with_spearman(c) for u, (b, c) in rows.items()},
+                          index=list(fam)).T
+    m = base_metrics(scores, fam)
+    assert (0.1 + 0.2) / 2 != 0.15                                       # the float sum would differ in the last bit
+    assert m["stability"].tolist() == [0.15, 0.15, 0.15]
+    shuffled = scores[list(reversed(scores.columns))].iloc[::-1]
+    assert base_metrics(shuffled, fam).reindex(m.index).equals(m)
+
+
+def test_metrics_are_bit_identical_under_row_and_column_permutations(demo_zoo_small):
+    s = demo_zoo_small.scores()
+    rng = np.random.default_rng(7)
+    m = base_metrics(s, demo_zoo_small.families())
+    p = base_metrics(s.iloc[rng.permutation(len(s)), rng.permutation(s.shape[1])], demo_zoo_small.families())
+    assert np.array_equal(p.reindex(m.index).to_numpy(), m.to_numpy())
+    assert m["stability"].nunique() < 200                                # few distinct values: ties matter (eq. 8)

@@ -6,9 +6,9 @@ import pytest
 
 from crowdselect_lib.config import SubsetSpec
 from crowdselect_lib.metrics import base_metrics
-from crowdselect_lib.selection import (SELECTION_COLUMNS, choose_responses, cluster_quotas, combine,
-                                       export_chat_jsonl, export_llamafactory, normalize, select, select_subset,
-                                       selection_table, to_chat_messages, to_dataset)
+from crowdselect_lib.selection import (SELECTION_COLUMNS, best_responses, choose_responses, cluster_quotas, combine,
+                                       export_chat_jsonl, export_llamafactory, normalize, percentile_ranks, select,
+                                       select_subset, selection_table, to_chat_messages, to_dataset, top_k)
 
 
 def test_choose_responses_strategies():
@@ -39,7 +39,7 @@ def test_normalization_is_uniform_and_monotone():
     np.testing.assert_allclose(combine(m, {"stability": -1.0}), -rho["stability"], atol=1e-12)
     with pytest.raises(ValueError, match="weights must have 3 entries"):
         combine(m, [1, 2])
-    with pytest.raises(ValueError, match="NaN in metric"):
+    with pytest.raises(ValueError, match="NaN or infinite value in metric"):
         normalize(m.assign(stability=np.nan))
 
 
@@ -128,3 +128,52 @@ def test_fast_normalization_equals_scikit_learn_pipeline():
         x = QuantileTransformer(output_distribution="uniform", n_quantiles=min(n, 1000),
                                 subsample=None).fit_transform(x)
         np.testing.assert_allclose(normalize(m).to_numpy(), x, atol=1e-12)
+
+
+def test_crowdselect_score_and_top_k_do_not_depend_on_row_or_column_order(demo_zoo_small):
+    """Issue 12: permuting the zoo's model columns or its rows leaves the score bit-identical and the top-k equal."""
+    zoo = demo_zoo_small
+    s = zoo.scores()
+    base = combine(base_metrics(s, zoo.families()), [1, 1, 2])
+    rng = np.random.default_rng(11)
+    for _ in range(3):
+        p = s.iloc[rng.permutation(len(s)), rng.permutation(s.shape[1])]
+        score = combine(base_metrics(p, zoo.families()), [1, 1, 2])
+        assert np.array_equal(score.reindex(base.index).to_numpy(), base.to_numpy())
+        assert top_k(score, 60).index.tolist() == top_k(base, 60).index.tolist()
+        clusters = pd.Series(np.arange(len(s)) % 4, index=s.index)
+        assert select(score, 40, clusters=clusters)[0].index.tolist() == select(base, 40, clusters=clusters)[0].index.tolist()
+
+
+def test_ties_in_the_score_are_broken_by_uuid():
+    score = pd.Series([1.0, 2.0, 2.0, 1.0], index=["d", "c", "a", "b"])
+    assert top_k(score, 3).index.tolist() == ["a", "c", "b"]
+    assert top_k(score, 3, "bottom").index.tolist() == ["b", "d", "a"]
+    assert top_k(score.iloc[::-1], 3).index.tolist() == ["a", "c", "b"]
+
+
+def test_after_eq8_the_score_is_a_weighted_sum_of_percentile_ranks():
+    rng = np.random.default_rng(2)
+    m = pd.DataFrame({"difficulty": rng.normal(size=400), "separability": rng.exponential(size=400),
+                      "stability": np.r_[-2.0, rng.choice([-1, -0.5, 0, 0.5, 1.0], size=398), 2.0]})  # interior ties
+    pct, rho = percentile_ranks(m), normalize(m)
+    untied = ["difficulty", "separability"]
+    np.testing.assert_allclose(rho[untied].to_numpy(), pct[untied].to_numpy(), atol=1e-12)   # n <= 1000: exact
+    assert np.abs(rho["stability"] - pct["stability"]).max() <= 0.5 / 399 + 1e-12         # ties: within half a step
+    np.testing.assert_allclose(combine(m, [1, -1, 0]), pct["difficulty"] - pct["separability"], atol=1e-12)
+    big = pd.DataFrame({"difficulty": rng.normal(size=5000)})
+    assert np.abs(normalize(big) - percentile_ranks(big)).max().max() < 2e-3             # 1000 quantiles: close
+    ends = pd.DataFrame({"stability": [0.0, 0.0, 0.5, 1.0, 1.0]})                         # ties at the ends: 0 and 1
+    assert normalize(ends)["stability"].tolist() == [0.0, 0.0, 0.5, 1.0, 1.0]
+
+
+def test_best_responses_is_eq2_with_ties_broken_by_model_name(demo_zoo_small):
+    zoo = demo_zoo_small
+    best = best_responses(zoo, zoo.scores().index[:5])
+    s = zoo.scores()
+    assert best["model"].tolist() == s.iloc[:5].idxmax(axis=1).tolist()
+    assert best["score"].tolist() == s.iloc[:5].max(axis=1).tolist()
+    tied = pd.DataFrame([[1.0, 3.0, 3.0]], index=["u"], columns=["zeta", "beta", "alpha"])
+    assert choose_responses(tied, "best").tolist() == ["alpha"]
+    assert choose_responses(tied[["alpha", "beta", "zeta"]], "random", seed=4).tolist() == \
+        choose_responses(tied, "random", seed=4).tolist()

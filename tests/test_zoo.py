@@ -29,11 +29,11 @@ def test_scores_matrix_and_families():
 
 @pytest.mark.parametrize("mutate, message", [
     (lambda r: r.iloc[0:0], "empty zoo"),
-    (lambda r: r.assign(rm=r["rm"].where(~((r.uuid == "u2") & (r.model == "m3")))), "NaN score.*uuid 'u2' model 'm3'"),
+    (lambda r: r.assign(rm=r["rm"].where(~((r.uuid == "u2") & (r.model == "m3")))), "uuid 'u2' \\(m3: NaN score\\)"),
     (lambda r: pd.concat([r, r.iloc[[1]]]), "duplicate \\(uuid, model\\).*uuid 'u1' model 'm2'"),
     (lambda r: r.assign(model=r["model"].replace("m3", "mystery")), "without a family entry: \\['mystery'\\]"),
     (lambda r: r.drop(columns=["response"]), "missing column.*response"),
-    (lambda r: r[~((r.uuid == "u1") & (r.model == "m2"))], "uuid 'u1' misses \\['m2'\\]"),
+    (lambda r: r[~((r.uuid == "u1") & (r.model == "m2"))], "uuid 'u1' \\(m2: no row\\)"),
 ])
 def test_validation_errors_name_the_problem(mutate, message):
     zoo = _tiny_zoo()
@@ -100,3 +100,30 @@ def test_save_load_round_trip(tmp_path, demo_zoo_small):
     pd.testing.assert_frame_equal(back.responses, demo_zoo_small.responses)
     pd.testing.assert_frame_equal(back.truth, demo_zoo_small.truth)
     assert back.reward_models == demo_zoo_small.reward_models and back.source == "demo"
+
+
+def test_demo_zoo_plants_what_the_chapters_teach():
+    """Issue 15: a size effect inside families, correlated planted properties, topics not trivially separable."""
+    import time
+
+    from crowdselect_lib.zoo import planted_correlations
+    from crowdselect_lib.zoo.demo import PLANTED_CORRELATION
+
+    t0 = time.perf_counter()
+    zoo = load_zoo("demo", n_instructions=3000, seed=0)
+    assert time.perf_counter() - t0 < 3.0                     # ~0.4 s on an idle core
+    means = zoo.scores().mean()
+    for fam, g in zoo.models.groupby("family"):
+        ordered = means[g.sort_values("size_b")["model"]].to_numpy()
+        assert (np.diff(ordered) > 0).all(), fam                 # bigger models score higher on average
+    t = zoo.truth
+    assert 0.3 < t["stability"].mean() < 0.5 and 0.15 < (t["stability"] < 0).mean() < 0.3
+    corr = planted_correlations(t)
+    assert abs(corr.loc["difficulty", "spread"] - PLANTED_CORRELATION[("difficulty", "spread")]) < 0.08
+    assert abs(corr.loc["difficulty", "stability"] - PLANTED_CORRELATION[("difficulty", "stability")]) < 0.08
+    shares = t["kind"].value_counts(normalize=True)
+    assert abs(shares["generic"] - 0.35) < 0.05 and abs(shares["bridge"] - 0.15) < 0.05
+    generic = zoo.instructions().set_index("uuid")["instruction"][t.index[t["kind"] == "generic"]]
+    assert generic.str.startswith(("Give me three tips", "What are common", "Write a short blog", "Explain",
+                                   "What should I know", "List the pros")).all()
+    assert t["topic"].nunique() == 10

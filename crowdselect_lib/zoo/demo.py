@@ -1,23 +1,35 @@
-"""The offline demo zoo: a simulated crowd with planted truth (for teaching and testing only).
+"""The offline demo zoo: a simulated crowd with planted truth (for teaching and testing only; not real data).
 
-Nothing here is real data. 19 generator models in the 6 families of the paper's zoo (method.md §1)
-answer `n` template-generated instructions on 10 topics; three simulated reward models grade them.
-For instruction i the latent quality of model m's answer is
+19 generator models in the 6 families of the paper's zoo answer `n` template-written instructions on 10 topics;
+three simulated reward models grade them. What is planted, per instruction i (the truth table, `Zoo.truth`):
 
-    q_im = -delta_i + sigma_i * (c * tau_i * g_m + eps_im),    eps_im ~ N(0, 1)
+- a topic (10), which also shifts difficulty (`TOPIC_DIFFICULTY`: physics and law are harder than cooking);
+- difficulty delta_i, spread sigma_i and size-following tau_i, drawn jointly: latent normals (z_d, z_s, z_t) with
+  correlations `PLANTED_CORRELATION` (harder instructions spread the crowd more, and on them bigger models help
+  more), then delta = topic shift + z_d, sigma = exp(0.4 z_s), tau = tanh(0.5 + 0.6 z_t) in (-1, 1);
+- tau has mean ~0.4 > 0: on average bigger models of a family answer better (a size effect inside families, as
+  in real zoos), but for a minority of instructions (tau < 0) the ranking is reversed: Stability (eq. 5) finds them.
 
-with delta_i the planted difficulty, sigma_i the planted spread, tau_i in [-1, 1] how strongly the
-family rankings follow model size (g_m: the model's size position inside its family, -1 smallest
-.. +1 largest) and c = `SIZE_EFFECT`. Reward model r reports a_r + b_r * q_im + noise_r * N(0, 1),
-so the three scorers differ in scale and noise like the paper's ArmoRM / Skywork scorers.
-The truth table (`Zoo.truth`) records topic, difficulty, spread, stability (tau) and follows_size.
+The latent quality of model m's answer is  q_im = -delta_i + sigma_i (c tau_i g_m + eps_im),  eps ~ N(0, 1), with
+g_m the model's size position inside its family (-1 smallest .. +1 largest) and c = `SIZE_EFFECT`. Reward model r
+reports a_r + b_r q_im + noise_r N(0, 1), so the three scorers differ in scale and noise.
+
+Instruction texts are not trivially separable by topic: half use the topic's own templates, the rest use generic
+templates shared by every topic ("Give me three tips about {a}.") or bridge two topics ("How does {a} relate to
+{b}?", planted topic = the first); the truth table records the planted topic and the text kind, so chapter 04's
+clusters can be scored against it (ARI < 1 by design).
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
+from .model import Zoo, magpie_models
+
 SIZE_EFFECT = 2.0
+# Spearman-scale correlations of the latent normals behind (difficulty, spread, stability)
+PLANTED_CORRELATION = {("difficulty", "spread"): 0.5, ("difficulty", "stability"): 0.3, ("spread", "stability"): 0.0}
+KIND_SHARES = {"specific": 0.5, "generic": 0.35, "bridge": 0.15}
 # name: (offset a_r, scale b_r, noise_r)
 SIM_REWARD_MODELS = {
     "sim-Skywork-Reward-Llama-3.1-8B": (-4.0, 4.0, 2.0),
@@ -25,6 +37,8 @@ SIM_REWARD_MODELS = {
     "sim-ArmoRM-Llama3-8B-v0.1": (0.10, 0.025, 0.025),
 }
 DEMO_DEFAULT_RM = "sim-Skywork-Reward-Llama-3.1-8B"
+TOPIC_DIFFICULTY = {"cooking": -0.5, "python": 0.3, "travel": -0.3, "finance": 0.2, "physics": 0.6,
+                    "history": 0.0, "gardening": -0.4, "fitness": -0.2, "music": 0.0, "law": 0.4}
 
 # topic -> (templates with {a} and {b}, fillers a, fillers b)
 TOPICS: dict[str, tuple[list[str], list[str], list[str]]] = {
@@ -79,38 +93,56 @@ TOPICS: dict[str, tuple[list[str], list[str], list[str]]] = {
             ["keep my security deposit", "terminate the agreement early", "change the terms without notice",
              "refuse a refund", "share my personal data", "withhold my final paycheck"]),
 }
+
+GENERIC = ["Give me three tips about {a}.", "What are common beginner mistakes with {a}?",
+           "Write a short blog post about {a}.", "Explain {a} to a ten-year-old.",
+           "What should I know before I start with {a}?", "List the pros and cons of {a}."]
+BRIDGE = ["How does {a} relate to {b}?", "Write a story that connects {a} and {b}.",
+          "Compare {a} with {b} in a few sentences.", "I am interested in {a} and {b}: where do they overlap?"]
 SUFFIXES = ["", " Keep it brief.", " Explain step by step.", " Give an example.", " Use simple language.",
             " Answer in a numbered list.", " Mention common mistakes.", " Be precise.", " Cite the key facts.",
             " Add a short summary at the end."]
-QUALITY_TEXT = {
-    0: "A weak answer: it misses the main point and gives only a vague remark.",
-    1: "A fair answer: it covers the basics of the question with one useful detail and a short example.",
-    2: ("A strong answer: it addresses every part of the request, explains the reasoning step by step, gives a "
-        "concrete worked example, warns about a common mistake and ends with a short summary."),
-}
+QUALITY_TEXT = [
+    "A weak answer: it misses the main point and gives only a vague remark",
+    "A fair answer: it covers the basics of the question with one useful detail and a short example",
+    ("A strong answer: it addresses every part of the request, explains the reasoning step by step, gives a "
+     "concrete worked example, warns about a common mistake and ends with a short summary"),
+]
 
 
-def _size_positions(models: pd.DataFrame) -> np.ndarray:
+def size_positions(models: pd.DataFrame) -> np.ndarray:
     """g_m: each model's size position inside its family, linearly from -1 (smallest) to +1 (largest)."""
     rank = models.groupby("family")["size_b"].rank(method="first") - 1
     count = models.groupby("family")["size_b"].transform("size")
     return np.where(count > 1, 2 * rank / (count - 1).clip(lower=1) - 1, 0.0)
 
 
+def _latent_normals(rng: np.random.Generator, n: int) -> np.ndarray:
+    """(n, 3) normals with the Pearson correlations that give `PLANTED_CORRELATION` on the Spearman scale."""
+    names = ["difficulty", "spread", "stability"]
+    r = np.eye(3)
+    for (a, b), rho in PLANTED_CORRELATION.items():
+        i, j = names.index(a), names.index(b)
+        r[i, j] = r[j, i] = 2 * np.sin(np.pi * rho / 6)        # Spearman rho -> Pearson of normals
+    return rng.standard_normal((n, 3)) @ np.linalg.cholesky(r).T
+
+
 def simulate_latent(n: int, seed: int, models: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     """Planted truth (n rows) and the latent answer quality q (n, n_models)."""
     rng = np.random.default_rng(seed)
-    topic = rng.integers(0, len(TOPICS), n)
-    delta = rng.normal(0.0, 1.0, n)
-    sigma = np.exp(rng.normal(0.0, 0.5, n))
-    tau = rng.uniform(-1.0, 1.0, n)
-    g = _size_positions(models)
+    names = list(TOPICS)
+    topic = rng.integers(0, len(names), n)
+    z = _latent_normals(rng, n)
+    delta = np.array([TOPIC_DIFFICULTY[t] for t in names])[topic] + z[:, 0]
+    sigma = np.exp(0.4 * z[:, 1])
+    tau = np.tanh(0.5 + 0.6 * z[:, 2])
+    g = size_positions(models)
     quality = rng.standard_normal((n, len(g)))
     quality += SIZE_EFFECT * tau[:, None] * g[None, :]
     quality *= sigma[:, None]
     quality -= delta[:, None]
     spread = sigma * np.sqrt(1.0 + (SIZE_EFFECT * tau) ** 2 * np.mean(g ** 2))
-    truth = pd.DataFrame({"topic": np.array(list(TOPICS))[topic], "difficulty": delta, "spread": spread,
+    truth = pd.DataFrame({"topic": np.array(names)[topic], "difficulty": delta, "spread": spread,
                           "stability": tau, "follows_size": tau > 0})
     return truth, quality
 
@@ -125,50 +157,64 @@ def simulate_reward(quality: np.ndarray, reward_model: str, seed: int) -> np.nda
     return out
 
 
-def simulate_scores(n: int, seed: int, models: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-    """Planted truth (n rows) and one (n, n_models) score matrix per simulated reward model."""
-    truth, quality = simulate_latent(n, seed, models)
-    return truth, {rm: simulate_reward(quality, rm, seed) for rm in SIM_REWARD_MODELS}
+def _pool(topic: int, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """(texts, subjects) of every combination of one topic's templates of one kind."""
+    names = list(TOPICS)
+    templates, fill_a, fill_b = TOPICS[names[topic]]
+    if kind == "specific":
+        combos = [(t.format(a=a, b=b) + s, a) for t in templates for a in fill_a for b in fill_b for s in SUFFIXES]
+    elif kind == "generic":
+        combos = [(t.format(a=a) + s, a) for t in GENERIC for a in fill_a for s in SUFFIXES]
+    else:
+        others = [x for i, name in enumerate(names) if i != topic for x in TOPICS[name][1]]
+        combos = [(t.format(a=a, b=b), a) for t in BRIDGE for a in fill_a for b in others]
+    return np.array([c[0] for c in combos], dtype=object), np.array([c[1] for c in combos], dtype=object)
 
 
-def _instruction_texts(topic_idx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Vectorised: every (template, a, b, suffix) combination of a topic, then a random pick per row."""
-    out = np.empty(len(topic_idx), dtype=object)
-    for t, (templates, fill_a, fill_b) in enumerate(TOPICS.values()):
-        combos = np.array([tpl.format(a=a, b=b) + s for tpl in templates for a in fill_a for b in fill_b
-                           for s in SUFFIXES], dtype=object)
-        rows = np.flatnonzero(topic_idx == t)
-        out[rows] = combos[rng.integers(0, len(combos), len(rows))]
-    return out
+def instruction_texts(topic_idx: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(text, subject, kind) per row: a kind drawn with `KIND_SHARES`, then a random combination of that kind."""
+    kinds = np.array(list(KIND_SHARES))
+    kind_idx = rng.choice(len(kinds), size=len(topic_idx), p=list(KIND_SHARES.values()))
+    text, subject = np.empty(len(topic_idx), dtype=object), np.empty(len(topic_idx), dtype=object)
+    for t in range(len(TOPICS)):
+        for k, kind in enumerate(kinds):
+            rows = np.flatnonzero((topic_idx == t) & (kind_idx == k))
+            if len(rows):
+                texts, subj = _pool(t, kind)
+                pick = rng.integers(0, len(texts), len(rows))
+                text[rows], subject[rows] = texts[pick], subj[pick]
+    return text, subject, kinds[kind_idx]
 
 
-def demo_zoo(n: int = 3000, seed: int = 0):
+def planted_correlations(truth: pd.DataFrame) -> pd.DataFrame:
+    """Spearman correlations between the planted difficulty, spread and stability of a demo zoo's truth table."""
+    return truth[["difficulty", "spread", "stability"]].corr(method="spearman")
+
+
+def demo_zoo(n: int = 3000, seed: int = 0) -> Zoo:
     """The simulated zoo: `n` (100 .. 3,000,000) instructions x 19 models x 3 simulated reward models."""
-    from .zoo import Zoo, magpie_models
-
     if not 100 <= n <= 3_000_000:
         raise ValueError(f"demo zoo size must be within 100 .. 3,000,000 instructions, got {n}")
     models = magpie_models()
-    truth, scores = simulate_scores(n, seed, models)
-    rng = np.random.default_rng(seed + 1)
+    truth, quality = simulate_latent(n, seed, models)
+    scores = {rm: simulate_reward(quality, rm, seed) for rm in SIM_REWARD_MODELS}
+    rng = np.random.default_rng([seed, 99])
     topic_idx = pd.Categorical(truth["topic"], categories=list(TOPICS)).codes
-    uuids = np.char.add("demo-", np.char.zfill(np.arange(n).astype(str), 7))
-    instructions = _instruction_texts(topic_idx, rng)
+    text, subject, kind = instruction_texts(topic_idx, rng)
+    uuids = np.array([f"demo-{i:07d}" for i in range(n)], dtype=object)
     truth.index = pd.Index(uuids, name="uuid")
+    truth["kind"] = kind
 
-    m = len(models)
+    m, names = len(models), models["model"].to_numpy(dtype=object)
     default = scores[DEMO_DEFAULT_RM]
-    # quality bucket of each answer (terciles of the default scorer over the whole zoo) -> response text
-    bucket = np.digitize(default, np.quantile(default, [1 / 3, 2 / 3]))
-    subject = np.array([f" ({name})" for name in TOPICS])[topic_idx]
-    names = models["model"].to_numpy()
-    response = (np.char.add(np.char.add("[simulated answer by ", np.repeat(names[None, :], n, 0).astype(str)), "] ")
-                .astype(object) + np.array([QUALITY_TEXT[k] for k in range(3)], dtype=object)[bucket]
-                + np.repeat(subject[:, None], m, 1))
-    categorical = n > 200_000   # keep millions of rows in memory as dictionary-encoded strings
-    cols = {"uuid": np.repeat(uuids, m), "instruction": np.repeat(instructions, m),
-            "model": np.tile(names, n), "response": response.ravel()}
-    long = pd.DataFrame({k: pd.Categorical(v) if categorical else v.astype(str) for k, v in cols.items()})
+    bucket = np.digitize(default, np.quantile(default, [1 / 3, 2 / 3]))   # terciles of the default scorer
+    quality_text = np.array(QUALITY_TEXT, dtype=object)[bucket]            # (n, m)
+    response = ("[simulated answer by " + np.repeat(names[None, :], n, 0) + "] " + quality_text + " about "
+                + np.repeat(subject[:, None], m, 1) + ".")
+    cols = {"uuid": np.repeat(uuids, m), "instruction": np.repeat(text, m), "model": np.tile(names, n),
+            "response": response.ravel()}
+    categorical = n > 200_000   # millions of rows stay in memory as dictionary-encoded strings
+    long = pd.DataFrame({k: pd.Categorical(v) if categorical else v for k, v in cols.items()})
     for rm, mat in scores.items():
         long[rm] = mat.ravel()
     return Zoo(long, models, list(SIM_REWARD_MODELS), "demo", DEMO_DEFAULT_RM, truth,

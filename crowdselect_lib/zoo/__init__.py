@@ -1,0 +1,124 @@
+"""The zoo (paper §3.1, chapter 01): `model` (the data model and its validation), `sources` (Magpie, AlpacaEval),
+`demo` (the simulated zoo with planted truth), `plots` (chapter 01's figures).
+
+Step cache (issue 10): `zoo_step(run, cfg)` is the zoo's key, computed from the config alone: the `zoo:` section,
+`run.seed` for the demo, and a fingerprint of the local input files (`zoo.data_dir`) and of the packaged model
+tables. `load_run_zoo(run, cfg)` reads the zoo of that key, or loads, validates and saves it
+(``runs/<run>/zoo/<source>/<key>/``, ``latest`` beside it).
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib.resources import files
+from pathlib import Path
+
+from ..runs import Step, check_name, fingerprint
+from .demo import DEMO_DEFAULT_RM, SIM_REWARD_MODELS, demo_zoo, planted_correlations
+from .model import (KEY_COLUMNS, LABELS, MAX_ABS_SCORE, Zoo, ZooError, alpacaeval_models, check_models,
+                    magpie_models, validate)
+from .plots import model_order, plot_scores_by_family
+from .sources import (ALPACAEVAL_REWARD_MODEL, DEFAULT_REWARD_MODEL, MAGPIE_REPO, MAGPIE_REWARD_MODELS,
+                      input_files, load_alpacaeval, load_magpie)
+
+ZOO_VERSION = "2"   # bump when a change of code changes the zoo a config gives
+SOURCE_REWARD_MODELS = {"demo": list(SIM_REWARD_MODELS), "magpie": MAGPIE_REWARD_MODELS,
+                        "alpacaeval": [ALPACAEVAL_REWARD_MODEL]}
+SOURCE_DEFAULT_RM = {"demo": DEMO_DEFAULT_RM, "magpie": DEFAULT_REWARD_MODEL, "alpacaeval": ALPACAEVAL_REWARD_MODEL}
+
+
+def load_zoo(source: str = "demo", data_dir: str | Path | None = None, *, n_instructions: int = 3000,
+             limit: int | None = None, reward_models: list[str] | None = None, seed: int = 0,
+             drop_incomplete: bool = False) -> Zoo:
+    """Load and validate a zoo. `source` is 'demo' | 'magpie' | 'alpacaeval' (see `sources`, `demo`).
+
+    n_instructions: size of the simulated demo zoo (100 .. 3,000,000). limit: keep the first `limit`
+    instructions of a real zoo. reward_models: keep only these score columns (error if unknown or empty).
+    """
+    if reward_models is not None and len(reward_models) == 0:
+        raise ZooError("reward_models=[] keeps no score column; pass None for all of the zoo's reward models")
+    if source == "demo":
+        zoo = demo_zoo(n_instructions, seed=seed)
+    elif source == "magpie":
+        zoo = load_magpie(data_dir, limit)
+    elif source == "alpacaeval":
+        zoo = load_alpacaeval(data_dir, limit)
+    else:
+        raise ZooError(f"unknown zoo source {source!r}; choose demo, magpie or alpacaeval")
+    if reward_models is not None:
+        unknown = [rm for rm in reward_models if rm not in zoo.reward_models]
+        if unknown:
+            raise ZooError(f"unknown reward model(s) {unknown}; this zoo has {zoo.reward_models}")
+        zoo.responses = zoo.responses.drop(columns=[rm for rm in zoo.reward_models if rm not in reward_models])
+        zoo.reward_models = list(reward_models)
+        if zoo.default_reward_model not in reward_models:
+            zoo.default_reward_model = reward_models[0]
+    return validate(zoo, drop_incomplete=drop_incomplete)
+
+
+def load_config_zoo(cfg) -> Zoo:
+    """`load_zoo` with the `zoo:` section of a RunConfig (and `run.seed` for the demo)."""
+    z = cfg.zoo
+    return load_zoo(z.source, z.data_dir, n_instructions=z.n_instructions, limit=z.limit,
+                    reward_models=z.reward_models, seed=cfg.run.seed, drop_incomplete=z.drop_incomplete)
+
+
+def zoo_reward_models(cfg) -> list[str]:
+    """The score columns the configured zoo carries (from the config alone)."""
+    return list(cfg.zoo.reward_models or SOURCE_REWARD_MODELS[cfg.zoo.source])
+
+
+def default_reward_model(cfg) -> str:
+    """`metrics.reward_model`, else the source's default (Skywork-Reward-Llama-3.1-8B for Magpie, the paper's)."""
+    if cfg.metrics.reward_model:
+        return cfg.metrics.reward_model
+    have = zoo_reward_models(cfg)
+    return SOURCE_DEFAULT_RM[cfg.zoo.source] if SOURCE_DEFAULT_RM[cfg.zoo.source] in have else have[0]
+
+
+@lru_cache(maxsize=64)
+def _fingerprint(stamp: tuple) -> str:
+    return fingerprint([p for p, _, _ in stamp])
+
+
+def _data_fingerprint(source: str, data_dir) -> str:
+    """Digest of the local input files (memoised per process on path, size and mtime) and the model tables."""
+    paths = input_files(source, data_dir)
+    if data_dir is not None and not paths:
+        raise FileNotFoundError(f"zoo.data_dir {data_dir} holds none of the {source} input files")
+    tables = [Path(str(files("crowdselect_lib").joinpath("data", f"{n}_models.csv"))) for n in ("magpie", "alpacaeval")]
+    stamp = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in [*paths, *tables])
+    return _fingerprint(stamp)
+
+
+def zoo_step(run, cfg) -> Step:
+    """The zoo's step key (pure: reads the config and the input files' fingerprint, loads nothing)."""
+    z = cfg.zoo
+    settings = {"source": z.source, "reward_models": z.reward_models, "drop_incomplete": z.drop_incomplete,
+                "files": _data_fingerprint(z.source, z.data_dir)}
+    if z.source == "demo":
+        settings.update(n_instructions=z.n_instructions, seed=cfg.run.seed)
+    else:
+        settings.update(limit=z.limit, data_dir=None if z.data_dir is None else "local")
+    return Step(run.dir, "zoo", check_name(z.source, "zoo.source"), settings, {}, ZOO_VERSION)
+
+
+def load_run_zoo(run, cfg) -> Zoo:
+    """The run's zoo for `cfg`: read when its step is done, else loaded, validated, saved (chapter 01)."""
+    st = zoo_step(run, cfg).announce()
+    if st.done:
+        return Zoo.load(st.dir)
+    zoo = load_config_zoo(cfg)
+    zoo.save(st.dir)
+    st.finish(instructions=int(zoo.responses["uuid"].nunique()), models=len(zoo.models),
+              dropped_incomplete=zoo.info.get("dropped_incomplete", 0), data_version=zoo.info.get("data_version"))
+    run.update_meta(zoo_source=zoo.source, zoo_label=zoo.label, zoo_key=st.key,
+                    data_version=zoo.info.get("data_version"), dropped_incomplete=zoo.info.get("dropped_incomplete", 0))
+    return zoo
+
+
+prepare_run_zoo = load_run_zoo   # the chapter 01 name of earlier versions
+
+__all__ = ["Zoo", "ZooError", "load_zoo", "load_config_zoo", "zoo_step", "load_run_zoo", "prepare_run_zoo", "validate",
+           "check_models", "magpie_models", "alpacaeval_models", "demo_zoo", "planted_correlations", "zoo_reward_models",
+           "default_reward_model", "plot_scores_by_family", "model_order", "KEY_COLUMNS", "LABELS", "MAX_ABS_SCORE", "MAGPIE_REPO", "MAGPIE_REWARD_MODELS",
+           "DEFAULT_REWARD_MODEL", "ALPACAEVAL_REWARD_MODEL", "SIM_REWARD_MODELS", "DEMO_DEFAULT_RM", "ZOO_VERSION"]
