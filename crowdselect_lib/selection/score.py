@@ -44,11 +44,31 @@ def check_weights(weights) -> tuple[list[str], np.ndarray]:
     return names, w
 
 
+def percentile_sorted(xs: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """``np.percentile(xs, 100 * q)`` (method "linear") for an already sorted 1-D `xs`, bit for bit, in O(len(q))
+    instead of a partition of all of `xs` per call (the crowd-size study calls eq. 8 thousands of times)."""
+    n = len(xs)
+    q = np.true_divide(q * 100, 100)                 # what np.percentile does to its argument
+    virtual = (n - 1) * q
+    prev = np.floor(virtual)
+    gamma = virtual - prev
+    prev = prev.astype(np.intp)
+    nxt = prev + 1
+    top = virtual >= n - 1
+    prev[top], nxt[top] = -1, -1
+    a, b = xs[prev], xs[nxt]
+    d = b - a
+    out = a + d * gamma
+    upper = gamma >= 0.5                             # numpy's lerp from the upper end for t >= 0.5
+    out[upper] = (b - d * (1 - gamma))[upper]
+    return out
+
+
 def _quantile_uniform_sorted(xs: np.ndarray, n_quantiles: int) -> np.ndarray:
     """scikit-learn's `QuantileTransformer(output_distribution="uniform", subsample=None)` fit+transform on one
-    column, given sorted: percentiles and interpolation on the sorted column are cache-friendly (~2x faster)."""
+    column, given sorted."""
     refs = np.linspace(0, 1, n_quantiles)
-    quantiles = np.maximum.accumulate(np.percentile(xs, refs * 100))
+    quantiles = np.maximum.accumulate(percentile_sorted(xs, refs))
     # average of the forward and the reversed interpolation handles repeated quantiles, as sklearn does
     ys = 0.5 * (np.interp(xs, quantiles, refs) - np.interp(-xs[::-1], -quantiles[::-1], -refs[::-1])[::-1])
     ys[xs + 1e-7 > quantiles[-1]] = 1.0
