@@ -14,7 +14,7 @@ Usage::
 API
 ---
 ``FakeOpenAI(replies=None, faults=None, *, model="fake-model", fingerprint="fp_fake_1", slow_s=2.0,
-delay_s=0.0, max_requests=500, lifetime_s=60.0, require_key=None)``
+delay_s=0.0, max_requests=500, lifetime_s=300.0, require_key=None, retry_after="0", finish_reason="stop")``
 
 - ``replies``: what a successful request answers. A callable ``f(body: dict) -> str`` (``body`` is the
   parsed JSON request, ``body["messages"]`` the conversation), a list of strings (consumed in the order
@@ -29,6 +29,9 @@ delay_s=0.0, max_requests=500, lifetime_s=60.0, require_key=None)``
   of the list answer normally. ``faults`` may also be a callable ``f(n: int, body: dict) -> fault``.
 - ``delay_s``: a delay before every normal reply (to exercise concurrency).
 - ``require_key``: if set, requests without ``Authorization: Bearer <require_key>`` get a 401.
+- ``retry_after``: the ``Retry-After`` header of a 429 (e.g. ``"86400"``).
+- ``finish_reason``: the completion's finish reason, a string or ``f(body) -> str`` (e.g. ``"length"``).
+- ``model``: the model id the server says it served (whatever the request asked for).
 - Bounds: at most ``max_requests`` requests are handled (later ones get 503 and are counted in
   ``rejected``), and the server shuts itself down ``lifetime_s`` seconds after it started.
 
@@ -53,14 +56,16 @@ class FakeOpenAI:
     def __init__(self, replies: Callable[[dict], str] | list[str] | str | None = None,
                  faults: list[Any] | Callable[[int, dict], Any] | None = None, *,
                  model: str = "fake-model", fingerprint: str = "fp_fake_1", slow_s: float = 2.0,
-                 delay_s: float = 0.0, max_requests: int = 500, lifetime_s: float = 60.0,
-                 require_key: str | None = None):
+                 delay_s: float = 0.0, max_requests: int = 500, lifetime_s: float = 300.0,
+                 require_key: str | None = None, retry_after: str = "0",
+                 finish_reason: str | Callable[[dict], str] = "stop"):
         self.replies = replies
         self.faults = faults if faults is not None else []
         self.model, self.fingerprint = model, fingerprint
         self.slow_s, self.delay_s = slow_s, delay_s
         self.max_requests, self.lifetime_s = max_requests, lifetime_s
         self.require_key = require_key
+        self.retry_after, self.finish_reason = retry_after, finish_reason
         self.requests: list[dict] = []
         self.served_bodies: list[dict] = []
         self.rejected = 0
@@ -200,7 +205,7 @@ class _Handler(BaseHTTPRequestHandler):
         record["fault"] = fault
         if isinstance(fault, int):
             record["status"] = fault
-            headers = {"Retry-After": "0"} if fault == 429 else None
+            headers = {"Retry-After": fake.retry_after} if fault == 429 else None
             return self._error(fault, f"injected {fault}", headers)
         if fault == "hang":
             fake._stop.wait(fake.lifetime_s)
@@ -227,7 +232,7 @@ class _Handler(BaseHTTPRequestHandler):
         payload = {
             "id": f"chatcmpl-fake-{n}", "object": "chat.completion", "created": int(time.time()),
             "model": fake.model, "system_fingerprint": fake.fingerprint,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": fake.finish_reason(body) if callable(fake.finish_reason) else fake.finish_reason}],
             "usage": {"prompt_tokens": prompt_chars // 4 + 1, "completion_tokens": len(text) // 4 + 1,
                       "total_tokens": prompt_chars // 4 + len(text) // 4 + 2},
         }
@@ -235,3 +240,49 @@ class _Handler(BaseHTTPRequestHandler):
         with fake._lock:
             fake.served_bodies.append(body)
         return self._send(200, json.dumps(payload).encode())
+
+
+# ---------------------------------------------------------------------- judge-stage helpers for tests
+
+KEY_ENV = "CROWDSELECT_TEST_KEY"
+TRAINED = {"system": "crowdselect-sft_lora-s42", "subset": "crowdselect", "student": "smollm2-135m-instruct",
+           "method": "sft_lora", "seed": 42, "key": "trainedkey01", "path": "/nonexistent/trained"}
+
+
+def judge_reply(body: dict) -> str:
+    """A well-behaved judge: a verdict for Arena-Hard requests, a rating for MT-Bench ones."""
+    user = body["messages"][-1]["content"]
+    return "My final verdict is: [[B>A]]" if "Assistant A" in body["messages"][0]["content"] else "Rating: [[7]]"
+
+
+def student_reply(body: dict) -> str:
+    return "Answer: " + body["messages"][-1]["content"][:40]
+
+
+def judge_config(run_root, shared_data, student_url: str, judge_url: str | None = None, trained: bool = True,
+                 monkeypatch=None, **overrides):
+    """A demo-scale config whose students (and judge, when `judge_url`) are fake servers; with `trained`, one
+    trained system stands in for the training stage (`training.trained_systems` / `train_step` patched)."""
+    import pandas as pd
+
+    import crowdselect_lib as cs
+    from crowdselect_lib import training
+
+    if monkeypatch is not None:
+        rows = [TRAINED] if trained else []
+
+        class Done:
+            done = True
+
+        monkeypatch.setattr(training, "trained_systems",
+                            lambda run, cfg: pd.DataFrame(rows, columns=list(TRAINED)), raising=False)
+        monkeypatch.setattr(training, "train_step", lambda *a, **k: Done(), raising=False)
+        monkeypatch.setenv(KEY_ENV, "sk-test")
+    o = {"run.root": str(run_root), "run.name": "t", "judge.data_dir": str(shared_data), "judge.n_questions": 2,
+         "judge.pick": "round_robin", "judge.student_backend": "openai", "judge.student_base_url": student_url,
+         "judge.student_api_key_env": KEY_ENV, "judge.n_bootstrap": 10, "llm.backoff_s": 0.001,
+         "llm.backoff_max_s": 0.01, "llm.timeout_s": 5.0}
+    if judge_url is not None:
+        o.update({"judge.judge": "llm", "judge.judge_base_url": judge_url, "judge.judge_api_key_env": KEY_ENV})
+    o.update(overrides)
+    return cs.load_config(cs.runs.repo_root() / "params" / "demo.yaml", o)

@@ -1,9 +1,8 @@
 """Judging (paper §4.1): parsers on real judge reply styles, MT-Bench means, Arena-Hard Bradley-Terry
-scores against closed forms, prompts built from the benchmark files, resumable judging, cost guard,
-benchmark loading with its offline stand-in, and the proxy judge."""
+scores against closed forms, prompts built from the benchmark files, benchmark loading with its offline
+stand-in, and the proxy judge (and where it is wrong)."""
 from __future__ import annotations
 
-import json
 import urllib.error
 
 import numpy as np
@@ -11,9 +10,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from crowdselect_lib import benchdata, judge
-from crowdselect_lib.judge import (arena_hard_scores, average_performance_rank, mt_bench_score, parse_rating,
-                                   parse_verdict)
+import crowdselect_lib as cs
+from crowdselect_lib import judge
+from crowdselect_lib.judge import (arena_hard_scores, average_performance_rank, benchmarks, mt_bench_score,
+                                   parse_rating, parse_verdict, prompts)
+from crowdselect_lib.judge.verdicts import VERDICTS, ask_again
 
 ARENA_REGEX = r"\[\[([AB<>=]+)\]\]"
 
@@ -26,33 +27,41 @@ ARENA_REGEX = r"\[\[([AB<>=]+)\]\]"
     ("Rating: [6]", 6.0),                                     # single brackets: FastChat's backup pattern
     ("First draft [[3]]; after reflection, Rating: [[9]]", 3.0),   # several ratings: the first one
     ("[5] is the step count; Rating: [[8]]", 8.0),            # double brackets win over an earlier [x]
-    ("I would give it 7 out of 10.", -1.0),                   # no rating: failed parse
-    ("Rating: [[A]]", -1.0),
+    ("I would give it 7 out of 10.", None),                   # no rating: a failed judgment
+    ("Rating: [[A]]", None),
     ("Rating: [[10]]", 10.0),
+    ("Rating: [[0]]", None),                                  # outside 1-10 (a truncated reply): failed
+    ("In [2023] the model ...", None),
+    ("Rating: [[-3]]", None),                                 # signed: not a rating
+    ("Rating: [[5/10]]", None),
 ])
-def test_parse_rating_fastchat_styles(reply, expected):
+def test_parse_rating_fastchat_styles_one_contract(reply, expected):
     assert parse_rating(reply) == expected
 
 
-@pytest.mark.parametrize("reply, expected", [
-    ('My own answer: ...\n\nMy final verdict is tie: [[A=B]]', "A=B"),
-    ("Assistant B is significantly better: [[B>>A]]", "B>>A"),
-    ("[[A>B]] because ... so again my final verdict is [[A>B]].", "A>B"),   # repeated, consistent
-    ("At first [[A>B]], but on reflection [[B>A]]", None),                  # contradictory: dropped
-    ("My final verdict is A>B", None),                                      # no brackets
-    ("Final verdict: [A>B]", None),                                         # v0.1 regex needs [[...]]
-    ("[[A]]", None),                                                        # not a verdict label
-    ("[[A<<B]]", None),
+@pytest.mark.parametrize("reply, expected, again", [
+    ('My own answer: ...\n\nMy final verdict is tie: [[A=B]]', "A=B", False),
+    ("Assistant B is significantly better: [[B>>A]]", "B>>A", False),
+    ("[[A>B]] because ... so again my final verdict is [[A>B]].", "A>B", False),   # repeated, consistent
+    ("At first [[A>B]], but on reflection [[B>A]]", None, False),                  # contradictory: no retry
+    ("My final verdict is A>B", None, True),                                       # no label: ask again
+    ("Final verdict: [A>B]", None, True),                                          # v0.1 regex needs [[...]]
+    ("[[A<<B]]", None, False),                                                     # a label, not a verdict
 ])
-def test_parse_verdict_v01_regex(reply, expected):
+def test_parse_verdict_v01_regex(reply, expected, again):
     assert parse_verdict(reply, ARENA_REGEX) == expected
+    assert ask_again(reply, ARENA_REGEX) is again
 
 
-def test_verdict_regex_comes_from_the_benchmark_config(shared_data):
+def test_verdict_regex_and_attempts_come_from_the_benchmark_config(shared_data):
     cfg = yaml.safe_load((shared_data / "arena_hard_v0.1" / "judge_config.yaml").read_text())
-    bench = benchdata.load_benchmark("arena_hard", shared_data)
+    bench = benchmarks.load_benchmark("arena_hard", shared_data)
     assert bench.judge["regex_pattern"] == cfg["regex_pattern"] == ARENA_REGEX
     assert bench.judge["system_prompt"] == cfg["system_prompt"]
+    assert prompts.attempts(bench) == cfg["number_of_judgment_attempts"] == 2
+    mt = benchmarks.load_benchmark("mt_bench", shared_data)
+    assert prompts.judge_settings(mt).temperature == 0.0 and prompts.judge_settings(mt).max_new_tokens == 2048
+    assert prompts.judge_settings(bench).max_new_tokens == 4096 and prompts.attempts(mt) == 1
 
 
 # ------------------------------------------------------------------ MT-Bench score
@@ -68,23 +77,25 @@ def test_mt_bench_score_hand_computed():
     assert (s.n_valid, s.n_failed) == (5, 1)
 
 
-@pytest.mark.parametrize("table, message", [
-    (pd.DataFrame({"question_id": ["1"], "score": [5]}), "turn"),
-    (pd.DataFrame({"question_id": ["1"], "turn": [1], "score": [np.nan]}), "NaN"),
-    (pd.DataFrame({"question_id": ["1"], "turn": [1], "score": [11]}), "outside 1-10"),
-    (pd.DataFrame({"question_id": ["1", "1"], "turn": [1, 1], "score": [5, 6]}), "duplicated"),
-    (pd.DataFrame({"question_id": ["1"], "turn": [1], "score": [-1]}), "no valid rating"),
-])
-def test_mt_bench_score_rejects_bad_input(table, message):
-    with pytest.raises(ValueError, match=message):
-        mt_bench_score(table)
+def test_mt_bench_out_of_range_ratings_are_counted_failures_named_by_question():
+    j = pd.DataFrame({"question_id": ["1", "2", "3", "4"], "turn": [1, 1, 2, 1], "category": "writing",
+                      "score": [0, 2023, np.nan, 6]})          # a truncated "[0]", "[2023]", no rating, a rating
+    s = mt_bench_score(j)
+    assert (s.overall, s.n_valid, s.n_failed) == (6.0, 1, 3)
+    assert s.failed == [("1", 1), ("2", 1), ("3", 2)]
+    none = mt_bench_score(j.iloc[:1])
+    assert np.isnan(none.overall) and none.n_failed == 1
+    with pytest.raises(ValueError, match="duplicated"):
+        mt_bench_score(pd.DataFrame({"question_id": ["1", "1"], "turn": [1, 1], "score": [5, 6]}))
+    with pytest.raises(ValueError, match="turn"):
+        mt_bench_score(pd.DataFrame({"question_id": ["1"], "score": [5]}))
 
 
 # ------------------------------------------------------------------ Arena-Hard score
 
 def _random_judgments(models, n_q, seed, none_rate=True):
     rng = np.random.default_rng(seed)
-    labels = list(judge.VERDICTS) + ([None] if none_rate else [])
+    labels = list(VERDICTS) + ([None] if none_rate else [])
     return pd.DataFrame([{"question_id": f"q{q}", "model": m, "game1": labels[rng.integers(len(labels))],
                           "game2": labels[rng.integers(len(labels))]} for m in models for q in range(n_q)])
 
@@ -227,14 +238,14 @@ def test_aggregate_repetitions():
 
 def _answers(bench, n_turns=2):
     q = bench.questions
-    return pd.DataFrame({"question_id": q["question_id"],
+    return pd.DataFrame({"question_id": q["question_id"], "category": q["category"],
                          "turns": [[f"ANSWER-{qid}-{t + 1}" for t in range(n_turns)] for qid in q["question_id"]]})
 
 
 def test_mt_bench_jobs_use_the_official_prompts(shared_data):
-    bench = benchdata.load_benchmark("mt_bench", shared_data).head(8, "round_robin")
-    prompts = {r["name"]: r for r in benchdata.read_jsonl(shared_data / "mt_bench" / "judge_prompts.jsonl")}
-    jobs = {j["id"]: j for j in judge.mt_bench_jobs(bench, _answers(bench), "s")}
+    bench = benchmarks.load_benchmark("mt_bench", shared_data).head(8, "round_robin")
+    official = {r["name"]: r for r in benchmarks.read_jsonl(shared_data / "mt_bench" / "judge_prompts.jsonl")}
+    jobs = {j["id"]: j for j in prompts.mt_bench_jobs(bench, _answers(bench), "s")}
     assert len(jobs) == 16
     math_q = bench.questions.loc[bench.questions["category"] == "math", "question_id"].iloc[0]
     writing_q = bench.questions.loc[bench.questions["category"] == "writing", "question_id"].iloc[0]
@@ -242,15 +253,15 @@ def test_mt_bench_jobs_use_the_official_prompts(shared_data):
     m1, m2, w1 = jobs[f"{math_q}:1"], jobs[f"{math_q}:2"], jobs[f"{writing_q}:1"]
     assert (m1["prompt_name"], m2["prompt_name"], w1["prompt_name"]) == (
         "single-math-v1", "single-math-v1-multi-turn", "single-v1")
-    assert m1["messages"][0]["content"] == prompts["single-math-v1"]["system_prompt"]
+    assert m1["messages"][0]["content"] == official["single-math-v1"]["system_prompt"]
     assert ref[0] in m1["messages"][1]["content"] and f"ANSWER-{math_q}-1" in m1["messages"][1]["content"]
     assert all(x in m2["messages"][1]["content"] for x in (ref[1], f"ANSWER-{math_q}-1", f"ANSWER-{math_q}-2"))
-    assert w1["messages"][1]["content"].startswith(prompts["single-v1"]["prompt_template"][:60])
+    assert w1["messages"][1]["content"].startswith(official["single-v1"]["prompt_template"][:60])
 
 
 def test_arena_jobs_swap_positions(shared_data):
-    bench = benchdata.load_benchmark("arena_hard", shared_data).head(2, "round_robin")
-    jobs = judge.arena_jobs(bench, _answers(bench, 1), "s")
+    bench = benchmarks.load_benchmark("arena_hard", shared_data).head(2, "round_robin")
+    jobs = prompts.arena_jobs(bench, _answers(bench, 1), "s")
     qid = bench.questions["question_id"].iloc[0]
     g1, g2 = [j for j in jobs if j["question_id"] == qid]
     base = bench.references[qid][0]
@@ -262,81 +273,54 @@ def test_arena_jobs_swap_positions(shared_data):
         assert j["messages"][0]["content"] == bench.judge["system_prompt"]
 
 
-# ------------------------------------------------------------------ resumable judging and cost
-
-class CountingJudge:
-    name = "counting-judge"
-
-    def __init__(self, reply="Rating: [[6]]"):
-        self.reply, self.seen = reply, []
-
-    def chat(self, conversations, settings=None):
-        self.seen += conversations
-        return [self.reply] * len(conversations)
-
-
-def test_run_judge_resumes_and_skips_finished(tmp_path, shared_data):
-    bench = benchdata.load_benchmark("mt_bench", shared_data).head(4, "round_robin")
-    jobs = judge.mt_bench_jobs(bench, _answers(bench), "s")
-    path = tmp_path / "j.jsonl"
-    first = CountingJudge()
-    judge.run_judge(first, jobs[:3], path, parse_rating, chunk=2)     # "killed" after 3 of 8
-    with path.open("a") as fh:
-        fh.write('{"id": "cut sh')                                      # a line cut short by the kill
-    second = CountingJudge()
-    rows = judge.run_judge(second, jobs, path, parse_rating, chunk=2)
-    assert len(first.seen) == 3 and len(second.seen) == 5
-    assert sorted(rows["id"]) == sorted(j["id"] for j in jobs) and (rows["parsed"] == 6.0).all()
-    third = CountingJudge()
-    judge.run_judge(third, jobs, path, parse_rating)
-    assert third.seen == []
-
-
 def test_cost_guard():
+    from crowdselect_lib.config import load_config
+
     est = {"to_send": 500, "prompt_tokens_approx": 10_000, "max_completion_tokens": 100_000}
     with pytest.raises(judge.CostNotConfirmed, match="confirm_cost"):
-        judge.check_cost(est, confirm=False, max_calls=200)
-    assert judge.check_cost(est, confirm=True, max_calls=200) is est
-    assert judge.check_cost(dict(est, to_send=10), confirm=False, max_calls=200)["to_send"] == 10
+        judge.check_cost(est, load_config(None, {"judge.max_calls_without_confirm": 200}))
+    assert judge.check_cost(est, load_config(None, {"judge.confirm_cost": True})) is est
+    assert judge.check_cost(dict(est, to_send=10), load_config(None))["to_send"] == 10
 
 
 # ------------------------------------------------------------------ benchmark files
 
 def test_load_benchmarks_from_data_dir(shared_data):
-    mt = benchdata.load_benchmark("mt_bench", shared_data)
-    ah = benchdata.load_benchmark("arena_hard", shared_data)
+    mt = benchmarks.load_benchmark("mt_bench", shared_data)
+    ah = benchmarks.load_benchmark("arena_hard", shared_data)
     assert len(mt.questions) == 80 and mt.questions["category"].value_counts().eq(10).all()
     assert mt.questions["turns"].map(len).eq(2).all() and len(mt.references) == 30
     assert len(ah.questions) == 500 and ah.baseline == "gpt-4-0314" and not ah.standin
     assert set(ah.references) == set(ah.questions["question_id"])
 
 
-def test_missing_file_in_data_dir_is_named(tmp_path, shared_data):
+def test_missing_file_and_bad_line_are_named(tmp_path, shared_data):
     (tmp_path / "mt_bench").mkdir()
     (tmp_path / "mt_bench" / "question.jsonl").write_text((shared_data / "mt_bench" / "question.jsonl").read_text())
-    with pytest.raises(benchdata.BenchmarkError, match="judge_prompts.jsonl"):
-        benchdata.load_benchmark("mt_bench", tmp_path)
+    with pytest.raises(benchmarks.BenchmarkError, match="judge_prompts.jsonl"):
+        benchmarks.load_benchmark("mt_bench", tmp_path)
+    (tmp_path / "bad.jsonl").write_text('{"a": 1}\n{"b": \n')
+    with pytest.raises(benchmarks.BenchmarkError, match="bad.jsonl: line 2"):
+        benchmarks.read_jsonl(tmp_path / "bad.jsonl")
 
 
 def test_standin_only_when_allowed(tmp_path, monkeypatch):
     def offline(*a, **k):
         raise urllib.error.URLError("no network")
 
-    monkeypatch.setattr(benchdata, "download", offline)
-    with pytest.raises(benchdata.BenchmarkError, match="judge.data_dir"):
-        benchdata.load_benchmark("arena_hard", cache_dir=tmp_path)
-    ah = benchdata.load_benchmark("arena_hard", cache_dir=tmp_path, allow_standin=True)
-    mt = benchdata.load_benchmark("mt_bench", cache_dir=tmp_path, allow_standin=True)
+    monkeypatch.setattr(benchmarks, "download", offline)
+    with pytest.raises(benchmarks.BenchmarkError, match="judge.data_dir"):
+        benchmarks.load_benchmark("arena_hard", cache_dir=tmp_path)
+    ah = benchmarks.load_benchmark("arena_hard", cache_dir=tmp_path, allow_standin=True)
+    mt = benchmarks.load_benchmark("mt_bench", cache_dir=tmp_path, allow_standin=True)
     assert ah.standin and mt.standin and "stand-in" in ah.label and "stand-in" in mt.label
     assert "Arena-Hard v2.0" in ah.label and ah.baseline == "o3-mini-2025-01-31"
     assert "[[A>>B]]" in ah.judge["system_prompt"] and "{answer_2}" in ah.judge["prompt_template"]
-    jobs = judge.mt_bench_jobs(mt.head(2), _answers(mt.head(2), 1), "s")
-    with pytest.raises(ValueError, match="only the proxy judge"):
-        judge.ask_judge(CountingJudge(), jobs)
+    assert all(j["messages"] is None for j in prompts.mt_bench_jobs(mt.head(2), _answers(mt.head(2), 1), "s"))
 
 
 def test_head_picks_round_robin_or_shortest(shared_data):
-    mt = benchdata.load_benchmark("mt_bench", shared_data)
+    mt = benchmarks.load_benchmark("mt_bench", shared_data)
     assert mt.head(8, "round_robin").questions["category"].nunique() == 8
     short = mt.head(3, "shortest").questions
     lengths = mt.questions["turns"].map(lambda t: sum(map(len, t)))
@@ -346,48 +330,206 @@ def test_head_picks_round_robin_or_shortest(shared_data):
 # ------------------------------------------------------------------ proxy judge
 
 def test_proxy_judge_replies_go_through_the_official_parsers(tmp_path):
-    from crowdselect_lib.proxy_judge import LABEL, ProxyJudge
-
-    pj = ProxyJudge(cache_dir=tmp_path)
+    pj = judge.ProxyJudge(cache_dir=tmp_path)
     ref = "Paris is the capital of France."
-    single = [{"kind": "single", "question": "What is the capital of France?", "answer": ref, "reference": ref},
-              {"kind": "single", "question": "What is the capital of France?", "answer": "", "reference": ref},
-              {"kind": "pair", "question": "How do I bake bread?",
-               "answer_a": "Mix flour, water, yeast and salt, knead, let it rise, then bake at 230 C.",
-               "answer_b": "The stock market closed higher today."}]
-    replies = pj.judge_jobs(single)
-    assert all(LABEL in r for r in replies)
+    jobs = [{"kind": "single", "question": "What is the capital of France?", "answer": ref, "reference": ref},
+            {"kind": "single", "question": "What is the capital of France?", "answer": "", "reference": ref},
+            {"kind": "pair", "question": "How do I bake bread?",
+             "answer_a": "Mix flour, water, yeast and salt, knead, let it rise, then bake at 230 C.",
+             "answer_b": "The stock market closed higher today."}]
+    replies = pj.judge_jobs(jobs)
+    assert all(judge.PROXY_LABEL in r for r in replies)
     assert parse_rating(replies[0]) == 10.0 and parse_rating(replies[1]) == 1.0
     assert parse_verdict(replies[2], ARENA_REGEX) == "A>>B"
-    swapped = pj.judge_jobs([dict(single[2], answer_a=single[2]["answer_b"], answer_b=single[2]["answer_a"])])
+    swapped = pj.judge_jobs([dict(jobs[2], answer_a=jobs[2]["answer_b"], answer_b=jobs[2]["answer_a"])])
     assert parse_verdict(swapped[0], ARENA_REGEX) == "B>>A"
 
 
-def test_score_run_writes_what_notebook_09_reads(tmp_path):
-    from types import SimpleNamespace
+def test_proxy_judge_is_wrong_where_the_chapter_says(tmp_path):
+    """The teaching example of the judge chapter: a fluent wrong answer on the right topic scores high, and an
+    answer that only repeats the question beats the right one."""
+    out = judge.failure_examples(judge.ProxyJudge(cache_dir=tmp_path)).set_index("test")
+    right, wrong = (int(out.loc[f"rating: {k} answer", "proxy says"].split("/")[0]) for k in ("right", "wrong"))
+    assert wrong >= 7 and right - wrong <= 2
+    assert out.loc["pair: A = right answer, B = repeats the question", "proxy says"] in ("B>A", "B>>A")
 
-    from crowdselect_lib.config import load_config
-    from crowdselect_lib.runs import Run
-    from crowdselect_lib.tables import load_run_scores
 
-    cfg = load_config(None, {"judge.n_bootstrap": 10, "judge.repetitions": 2})
-    run = Run(tmp_path / "run")
-    systems = pd.DataFrame({"system": ["base", "crowdselect/sft_lora"], "subset": ["base", "crowdselect"],
-                            "train_method": ["", "sft_lora"], "student": "s", "model": ["s", "folder"]})
-    mt = pd.DataFrame({"system": ["base", "base", "crowdselect/sft_lora", "crowdselect/sft_lora"] * 2,
-                       "repetition": [0] * 4 + [1] * 4, "question_id": ["1", "2"] * 4, "category": "writing",
-                       "turn": 1, "score": [4, 6, 8, -1, 5, 5, 9, 7]})
-    ah = _random_judgments(["base", "crowdselect/sft_lora"], 10, seed=9).assign(repetition=0)
-    ah = pd.concat([ah, ah.assign(repetition=1)], ignore_index=True)
-    ah["system"] = ah["model"]
-    scores = judge.score_run(run, cfg, systems, {"mt_bench": mt, "arena_hard": ah},
-                             {"arena_hard": SimpleNamespace(baseline="gpt-4-0314")})
-    mine = scores.set_index(["system", "benchmark", "repetition"])
-    assert mine.loc[("crowdselect/sft_lora", "mt_bench", 0), "score"] == 8.0
-    assert mine.loc[("crowdselect/sft_lora", "mt_bench", 0), "n_failed"] == 1
-    assert mine.loc[("base", "arena_hard", 1), "score"] == 50.0
-    read = load_run_scores(run.dir, "cell")
-    assert len(read) == 8 and set(read["subset"]) == {"base", "crowdselect"}
-    summary = judge.summary(scores)
-    assert summary.loc["crowdselect/sft_lora", "mt_bench"] == pytest.approx(8.0)
-    assert summary.loc["base", "mt_bench_std"] == pytest.approx(np.std([5.0, 5.0], ddof=1))
+# ------------------------------------------------------------------ the stage: keyed steps, anchor, who judged
+
+import logging  # noqa: E402
+
+from crowdselect_lib.judge.verdicts import CONTINUE  # noqa: E402
+from crowdselect_lib.runs import step as step_module  # noqa: E402
+from fake_openai import TRAINED, FakeOpenAI, judge_config  # noqa: E402
+
+
+def by_model(body):
+    """Student answers that name the model that wrote them."""
+    return f"{body['model']} says: " + body["messages"][-1]["content"][:30]
+
+
+def picky_judge(body):
+    """Prefers answers written by the trained system; rates them 9, others 5; a '[[2023]]' for one question."""
+    user = body["messages"][-1]["content"]
+    if "Assistant A" in body["messages"][0]["content"]:
+        a = user.split("<|The Start of Assistant A's Answer|>")[1].split("<|The End of Assistant A's Answer|>")[0]
+        b = user.split("<|The Start of Assistant B's Answer|>")[1]
+        if "crowdselect" in b.split("<|The End")[0]:
+            return "[[B>>A]]"
+        return "[[A>>B]]" if "crowdselect" in a else "[[A=B]]"
+    if "Compose an engaging travel blog post" in user:
+        return "Rating: [[2023]]"
+    return "Rating: [[9]]" if "crowdselect" in user else "Rating: [[5]]"
+
+
+@pytest.fixture
+def servers():
+    with FakeOpenAI(replies=by_model) as students, FakeOpenAI(replies=picky_judge, model="DeepSeek-V3-served",
+                                                               fingerprint="fp_judge") as judge_srv:
+        yield students, judge_srv
+
+
+def test_judged_scores_record_who_judged_and_count_failures(tmp_path, shared_data, monkeypatch, servers, caplog):
+    students, judge_srv = servers
+    cfg = judge_config(tmp_path, shared_data, students.base_url, judge_srv.base_url, monkeypatch=monkeypatch,
+                       **{"judge.anchor": "meta-llama/Llama-3.2-3B"})
+    run = cs_run(cfg)
+    with caplog.at_level(logging.WARNING, "crowdselect"):
+        scores = judge.run_judging(run, cfg)
+    assert list(scores.columns) == judge.SCORE_COLUMNS
+    s = scores.set_index(["system", "benchmark"])
+    assert tuple(s.loc[("base-Llama-3.2-3B", "arena_hard"), ["score", "ci_low", "ci_high"]]) == (50.0, 50.0, 50.0)
+    assert s.loc[("base-Llama-3.2-3B", "arena_hard"), "kind"] == "anchor"      # set up automatically
+    assert s.loc[(TRAINED["system"], "arena_hard"), "score"] > 90
+    assert s.loc[(TRAINED["system"], "mt_bench"), "score"] == 9.0
+    # both turns of question 81 got "[[2023]]": counted failures, named in the log, not an abort
+    assert s.loc[("base-smollm2-135m-instruct", "mt_bench"), ["n_valid", "n_failed"]].tolist() == [2, 2]
+    assert any("81:1: no rating in 1-10" in r.message for r in caplog.records)
+    assert set(scores["served_model"]) == {"DeepSeek-V3-served"} and scores["judged_at"].notna().all()
+    assert (scores["avg_tokens"] > 0).all() and set(scores["judge"]) == {"openai:deepseek-ai/DeepSeek-V3"}
+    log_rows = cs.runs.read_jsonl(run.dir / "judge" / "judging_log.jsonl")
+    assert len(log_rows) == 6 and log_rows[0]["system_fingerprints"] == {"fp_judge": log_rows[0]["judgments"]}
+    jt = judge.run_judgments(run, cfg, TRAINED["system"], "mt_bench")
+    assert set(jt["finish_reason"]) == {"stop"} and set(jt["system_fingerprint"]) == {"fp_judge"}
+
+
+def cs_run(cfg):
+    return cs.Run.from_config(cfg)
+
+
+def test_unchanged_rerun_sends_nothing_and_a_new_endpoint_is_a_new_judgment(tmp_path, shared_data, monkeypatch,
+                                                                             servers):
+    students, judge_srv = servers
+    cfg = judge_config(tmp_path, shared_data, students.base_url, judge_srv.base_url, monkeypatch=monkeypatch)
+    run = cs_run(cfg)
+    first = judge.run_judging(run, cfg)
+    counts = (students.count, judge_srv.count)
+    before = len(step_module.STEP_LOG)
+    again = judge.run_judging(run, cfg)
+    assert (students.count, judge_srv.count) == counts
+    assert all(status == "reused" for status, _, _ in step_module.STEP_LOG[before:])
+    pd.testing.assert_frame_equal(first, again)
+    with FakeOpenAI(replies=picky_judge, model="other-served") as other:
+        moved = judge_config(tmp_path, shared_data, students.base_url, other.base_url, monkeypatch=monkeypatch)
+        sys_ = "base-smollm2-135m-instruct"
+        assert judge.judgments_step(run, moved, sys_, "mt_bench").key != judge.judgments_step(run, cfg, sys_, "mt_bench").key
+        scores = judge.run_judging(run, moved)
+        assert other.count == judge_srv.count and set(scores["served_model"]) == {"other-served"}
+        assert students.count == counts[0]                          # answers are shared: not regenerated
+
+
+def test_anchor_is_judged_once_and_shared_across_cells(tmp_path, shared_data, monkeypatch, servers):
+    students, judge_srv = servers
+    cfg = judge_config(tmp_path, shared_data, students.base_url, judge_srv.base_url, monkeypatch=monkeypatch)
+    run = cs_run(cfg)
+    judge.run_judging(run, cfg)
+    anchor = "base-smollm2-135m-instruct"
+    key = judge.judgments_step(run, cfg, anchor, "arena_hard").key
+    monkeypatch.setitem(TRAINED, "system", "random-sft_lora-s42")   # another cell: another trained subset
+    monkeypatch.setitem(TRAINED, "subset", "random")
+    monkeypatch.setitem(TRAINED, "key", "randomkey")
+    n = judge_srv.count
+    scores = judge.run_judging(run, cfg)
+    assert judge.judgments_step(run, cfg, anchor, "arena_hard").key == key
+    new_jobs = 2 * 2 + 2 * 2                                         # the new system only: 4 MT turns + 4 games
+    assert judge_srv.count - n == new_jobs
+    assert scores.set_index(["system", "benchmark"]).loc[(anchor, "arena_hard"), "score"] == 50.0
+
+
+def test_arena_asks_once_more_when_a_reply_has_no_verdict(tmp_path, shared_data, monkeypatch):
+    def forgetful(body):
+        if body["messages"][-1]["content"] == CONTINUE:
+            return "So, finally: [[A=B]]"
+        return "Both are fine." if "Assistant A" in body["messages"][0]["content"] else "Rating: [[6]]"
+
+    with FakeOpenAI(replies=by_model) as students, FakeOpenAI(replies=forgetful) as judge_srv:
+        cfg = judge_config(tmp_path, shared_data, students.base_url, judge_srv.base_url, monkeypatch=monkeypatch,
+                           trained=False, **{"judge.benchmarks": ["arena_hard"]})
+        run = cs_run(cfg)
+        judge.run_all_answers(run, cfg)
+        jt = judge.run_judgments(run, cfg, "base-smollm2-135m-instruct", "arena_hard")
+        assert judge_srv.count == 8 and (jt["attempts"] == 2).all() and set(jt["verdict"]) == {"A=B"}
+        second = [r["body"]["messages"] for r in judge_srv.requests if len(r["body"]["messages"]) == 4]
+        assert len(second) == 4 and second[0][2] == {"role": "assistant", "content": "Both are fine."}
+
+
+def test_a_judge_that_never_gives_a_verdict_is_a_counted_failure(tmp_path, shared_data, monkeypatch):
+    with FakeOpenAI(replies=by_model) as students, FakeOpenAI(replies="no idea") as judge_srv:
+        cfg = judge_config(tmp_path, shared_data, students.base_url, judge_srv.base_url, monkeypatch=monkeypatch,
+                           trained=False)
+        scores = judge.run_judging(cs_run(cfg), cfg).set_index("benchmark")
+        assert scores.loc["arena_hard", "n_failed"] == 4 and scores.loc["arena_hard", "n_valid"] == 0
+        assert np.isnan(scores.loc["mt_bench", "score"]) and scores.loc["mt_bench", "n_failed"] == 4
+        assert judge_srv.count == 4 + 4 * 2                          # MT once, Arena twice (2 attempts)
+
+
+def test_cost_gate_stops_before_any_judge_request(tmp_path, shared_data, monkeypatch, servers):
+    students, judge_srv = servers
+    cfg = judge_config(tmp_path, shared_data, students.base_url, judge_srv.base_url, monkeypatch=monkeypatch,
+                       **{"judge.max_calls_without_confirm": 3, "judge.price_per_mtok_in": 1.0,
+                          "judge.price_per_mtok_out": 2.0})
+    run = cs_run(cfg)
+    judge.run_all_answers(run, cfg)
+    plan = judge.plan_judging(run, cfg)
+    assert plan["to_send"] == plan["requests"] == 2 * (4 + 4) and plan["usd_max_approx"] > 0
+    with pytest.raises(judge.CostNotConfirmed, match="16 requests"):
+        judge.run_all_judgments(run, cfg)
+    assert judge_srv.count == 0
+
+
+# ------------------------------------------------------------------ "Try this" of the judge chapter
+
+def _proxy_cfg(tmp_path, shared_data, monkeypatch, srv, **o):
+    return judge_config(tmp_path, shared_data, srv.base_url, monkeypatch=monkeypatch, **{"judge.judge": "proxy", **o})
+
+
+def test_try_more_questions_and_round_robin_pick(tmp_path, shared_data, monkeypatch):
+    with FakeOpenAI(replies=by_model) as srv:
+        cfg = _proxy_cfg(tmp_path, shared_data, monkeypatch, srv, **{"judge.pick": "shortest"})
+        run = cs_run(cfg)
+        few = judge.run_judging(run, cfg)
+        more = judge.run_judging(run, _proxy_cfg(tmp_path, shared_data, monkeypatch, srv, **{"judge.n_questions": 4,
+                                                                                            "judge.pick": "shortest"}))
+        assert (more["n_valid"] > few["n_valid"]).all()
+        rr = judge.run_all_answers(run, _proxy_cfg(tmp_path, shared_data, monkeypatch, srv))
+        sh = judge.run_all_answers(run, cfg)
+        assert set(rr["question_id"]) != set(sh["question_id"])
+
+
+def test_try_anchor_interval_and_repetitions(tmp_path, shared_data, monkeypatch):
+    with FakeOpenAI(replies=by_model) as srv:
+        cfg = _proxy_cfg(tmp_path, shared_data, monkeypatch, srv, **{"judge.n_questions": 4})
+        run = cs_run(cfg)
+        base = judge.run_judging(run, cfg)
+        anchored = judge.run_judging(run, _proxy_cfg(tmp_path, shared_data, monkeypatch, srv, **{
+            "judge.n_questions": 4, "judge.anchor": TRAINED["system"]})).set_index(["system", "benchmark"])
+        assert anchored.loc[(TRAINED["system"], "arena_hard"), "score"] == 50.0
+        official = judge.run_judging(run, _proxy_cfg(tmp_path, shared_data, monkeypatch, srv, **{
+            "judge.n_questions": 4, "judge.interval": "official_v0.1"}))
+        a, o = (x[x["benchmark"] == "arena_hard"].set_index("system") for x in (base, official))
+        assert np.allclose(a["score"], o["score"])
+        reps = judge.run_judging(run, _proxy_cfg(tmp_path, shared_data, monkeypatch, srv, **{
+            "judge.n_questions": 4, "judge.repetitions": 2}))
+        summary = judge.score_summary(reps)
+        assert set(reps["repetition"]) == {0, 1} and (summary["n"] == 2).all()
+        assert {"mean", "median", "std", "ap"} <= set(summary.columns)

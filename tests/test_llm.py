@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from crowdselect_lib.config import LLMConfig
-from crowdselect_lib.llm import (CacheMiss, GenerationSettings, LLM, LLMError, ReplyCache, estimate_cost,
+from crowdselect_lib.llm import (CacheMiss, Endpoint, GenerationSettings, LLM, LLMError, ReplyCache, estimate_cost,
                                  make_llm, request_key)
 from fake_openai import FakeOpenAI
 
@@ -39,13 +39,58 @@ def api_key(monkeypatch):
     monkeypatch.setenv(KEY_ENV, "sk-test")
 
 
-def test_request_key_depends_on_model_messages_and_settings():
+def test_request_key_depends_on_endpoint_messages_settings_and_repetition():
     m = [{"role": "user", "content": "hi"}]
-    k = request_key("a", m, GenerationSettings())
-    assert k == request_key("a", [{"role": "user", "content": "hi", "extra": 1}], GenerationSettings())
-    assert len({k, request_key("b", m, GenerationSettings()), request_key("a", [{"role": "user", "content": "hi!"}],
-                GenerationSettings()), request_key("a", m, GenerationSettings(temperature=0.7)),
-                request_key("a", m, GenerationSettings(seed=1))}) == 5
+    e = Endpoint("openai", "a", "http://x/v1")
+    k = request_key(e, m, GenerationSettings())
+    assert k == request_key(e, [{"role": "user", "content": "hi", "extra": 1}], GenerationSettings())
+    others = {request_key(Endpoint("openai", "b", "http://x/v1"), m, GenerationSettings()),
+              request_key(Endpoint("openai", "a", "http://y/v1"), m, GenerationSettings()),       # another server
+              request_key(Endpoint("local", "a"), m, GenerationSettings()),                       # another backend
+              request_key(Endpoint("openai", "a", "http://x/v1", {"thinking": {"type": "disabled"}}), m,
+                          GenerationSettings()),
+              request_key(e, [{"role": "user", "content": "hi!"}], GenerationSettings()),
+              request_key(e, m, GenerationSettings(temperature=0.7)), request_key(e, m, GenerationSettings(seed=1)),
+              request_key(e, m, GenerationSettings(), repetition=1)}
+    assert len(others | {k}) == 9
+
+
+def test_extra_body_is_sent_and_top_p_left_to_the_model(tmp_path):
+    with FakeOpenAI(replies="ok") as srv:
+        llm = make_llm(cfg_for(srv, extra_body={"thinking": {"type": "disabled"}}), cache_dir=tmp_path)
+        llm.chat(convs(1))
+        body = srv.requests[0]["body"]
+        assert body["thinking"] == {"type": "disabled"} and "top_p" not in body
+        llm.chat(convs(1), GenerationSettings(top_p=0.9))
+        assert srv.requests[1]["body"]["top_p"] == 0.9
+
+
+def test_another_base_url_is_not_answered_from_the_first_endpoints_cache(tmp_path):
+    with FakeOpenAI(replies="first", model="served-1") as a, FakeOpenAI(replies="second", model="served-2") as b:
+        assert make_llm(cfg_for(a), cache_dir=tmp_path).chat(convs(1)) == ["first"]
+        other = make_llm(cfg_for(b), cache_dir=tmp_path)
+        reply = other.complete(convs(1))[0]
+        assert (reply.text, reply.meta["served_model"], b.count) == ("second", "served-2", 1)
+
+
+def test_repetition_is_a_new_sample(tmp_path):
+    with FakeOpenAI(replies=upper) as srv:
+        llm = make_llm(cfg_for(srv), cache_dir=tmp_path)
+        llm.chat(convs(2))
+        llm.chat(convs(2), repetition=1)
+        llm.chat(convs(2), repetition=1)
+        assert srv.count == 4
+
+
+def test_rejected_prompt_is_a_recorded_error_not_an_abort(tmp_path):
+    faults = lambda n, b: 400 if b["messages"][0]["content"] == "q1" else None     # noqa: E731
+    with FakeOpenAI(replies=upper, faults=faults) as srv:
+        llm = make_llm(cfg_for(srv, max_concurrency=1), cache_dir=tmp_path)
+        out = llm.complete(convs(3), skip_rejected=True)
+        assert [r.text for r in out] == ["Q0", None, "Q2"] and "HTTP 400" in out[1].error
+        assert llm.info()["rejected"] == 1 and srv.count == 3
+        with pytest.raises(LLMError, match="HTTP 400"):
+            llm.chat(convs(3))
 
 
 def test_concurrent_replies_in_order_and_bounded(tmp_path):
@@ -75,7 +120,7 @@ def test_retries_every_fault_kind_then_succeeds(tmp_path):
 def test_gives_up_after_max_retries_with_clear_error(tmp_path):
     with FakeOpenAI(faults=lambda n, body: 500) as srv:
         llm = make_llm(cfg_for(srv, max_retries=2), cache_dir=tmp_path)
-        with pytest.raises(LLMError, match=r"failed after 3 attempts; last error: HTTP 500.*'q0'"):
+        with pytest.raises(LLMError, match=r"failed after 3 attempt\(s\); last error: HTTP 500.*'q0'"):
             llm.chat(convs(1))
         assert srv.count == 3
 
@@ -161,14 +206,16 @@ def test_truncated_cache_line_is_counted_and_resent(tmp_path):
         with open(tmp_path / "replies.jsonl", "a") as fh:
             fh.write('{"key": "abc", "rep')              # a kill in the middle of a write
         again = make_llm(cfg_for(srv), cache_dir=tmp_path)
-        assert again.cache.stats["bad_lines"] == 1 and len(again.cache) == 2
+        assert again.cache.stats["torn_lines"] == 1 and len(again.cache) == 2
         assert again.chat(convs(3)) == ["Q0", "Q1", "Q2"] and srv.count == 3
+        third = make_llm(cfg_for(srv), cache_dir=tmp_path)          # the reply after the torn line survived
+        assert len(third.cache) == 3 and third.chat(convs(3)) == ["Q0", "Q1", "Q2"] and srv.count == 3
 
 
 def test_replay_only_mode(tmp_path):
     with FakeOpenAI(replies=upper) as srv:
         make_llm(cfg_for(srv), cache_dir=tmp_path).chat(convs(2))
-    replay = make_llm(LLMConfig(backend="replay", model="fake-model"), cache_dir=tmp_path)
+    replay = make_llm(LLMConfig(backend="replay", model="fake-model", base_url=srv.base_url), cache_dir=tmp_path)
     assert replay.chat(convs(2)) == ["Q0", "Q1"]
     assert replay.info()["backend"] == "replay"
     with pytest.raises(CacheMiss, match=r"1 of 3 requests are not in .*replies.jsonl; first missing: .*'q2'"):
@@ -178,7 +225,7 @@ def test_replay_only_mode(tmp_path):
 
 
 def test_bad_conversations_are_rejected(tmp_path):
-    llm = make_llm(LLMConfig(backend="replay", model="m"), cache_dir=tmp_path)
+    llm = make_llm(LLMConfig(backend="replay", model="m", base_url="http://x/v1"), cache_dir=tmp_path)
     with pytest.raises(LLMError, match="conversation 1 message 0"):
         llm.chat([[{"role": "user", "content": "a"}], [{"role": "robot", "content": "b"}]])
     with pytest.raises(LLMError, match="conversation 0 must be a non-empty list"):
@@ -190,8 +237,9 @@ def test_estimate_cost_counts_uncached_requests():
     s = GenerationSettings(max_new_tokens=10)
     batch = [[{"role": "user", "content": "x" * 40}], [{"role": "user", "content": "y" * 80}],
              [{"role": "user", "content": "x" * 40}]]
-    cache.put(request_key("m", batch[0], s), "m", batch[0], s, "r")
-    est = estimate_cost(batch, s, cached_keys=cache, model="m", usd_per_m_prompt=1.0, usd_per_m_completion=2.0)
+    e = Endpoint("openai", "m", "http://x/v1")
+    cache.put(request_key(e, batch[0], s), e, batch[0], s, 0, "r")
+    est = estimate_cost(batch, s, cached_keys=cache, endpoint=e, usd_per_m_prompt=1.0, usd_per_m_completion=2.0)
     assert est == {"requests": 3, "unique": 2, "cached": 1, "to_send": 1, "prompt_tokens_approx": 20,
                    "max_completion_tokens": 10, "usd_max_approx": (20 * 1.0 + 10 * 2.0) / 1e6}
 
@@ -204,3 +252,5 @@ def test_local_backend_generates_and_caches(tmp_path):
     info = llm.info()
     assert info["generate_calls"] == 2 and info["cache"]["writes"] == 3
     assert llm.chat(convs(3), s) == out and llm.info()["generate_calls"] == 2
+    meta = llm.complete(convs(1), s)[0].meta
+    assert meta["finish_reason"] in ("stop", "length") and 1 <= meta["usage"]["completion_tokens"] <= 4

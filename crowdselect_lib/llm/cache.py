@@ -1,0 +1,126 @@
+"""The reply cache and the pending log of the LLM client (issues 10 and 14).
+
+- `Endpoint`: who answers (backend, base_url, model, extra request fields). A reply is keyed by
+  `request_key` = sha256 of (endpoint, messages, generation settings, repetition): a second endpoint, the
+  local backend and an API with the same model name, or another judge sample (repetition) are other keys.
+- `ReplyCache`: append-only ``replies.jsonl`` (one line per reply: key, endpoint, messages, settings,
+  repetition, reply, meta). Lines go through `runs.append_jsonl`, so a line torn by a kill never swallows the
+  next reply; `runs.read_jsonl(tolerate_torn=True)` skips it on load and the request is sent again.
+- pending log ``pending.jsonl``: a request is recorded as *sent* before it leaves, and as *failed* when it
+  fails for good. A sent key with neither a reply nor a failure was in flight when a run was killed: the
+  provider may have billed it, and sending it again pays twice. No OpenAI-compatible chat API lets a client
+  fetch the reply of a request whose response it never read, so reconciliation is a count: such keys are
+  counted (``stats["resent"]``), logged with their client request ids (compare with the provider's usage page).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..runs import append_jsonl, read_jsonl
+
+log = logging.getLogger("crowdselect")
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    temperature: float = 0.0
+    max_new_tokens: int = 256
+    top_p: float | None = None         # None: the model's / server's own default (not sent)
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Identity of whoever answers: part of every reply's key and of every record."""
+    backend: str                       # openai | local
+    model: str
+    base_url: str | None = None
+    extra_body: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {"backend": self.backend, "model": self.model, "base_url": self.base_url,
+                "extra_body": dict(self.extra_body)}
+
+
+def request_key(endpoint: Endpoint, messages: list[dict], settings: GenerationSettings, repetition: int = 0) -> str:
+    """sha256 of (endpoint, messages (role, content), settings, repetition): the key of one reply."""
+    blob = json.dumps({"endpoint": endpoint.as_dict(),
+                       "messages": [{"role": m["role"], "content": m["content"]} for m in messages],
+                       "settings": asdict(settings), "repetition": int(repetition)},
+                      sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class ReplyCache:
+    """Replies by key (``<directory>/replies.jsonl``; in memory only when `directory` is None) plus the
+    pending log ``<directory>/pending.jsonl`` (module docstring)."""
+
+    def __init__(self, directory: str | Path | None = None):
+        self.dir = Path(directory) if directory is not None else None
+        self.path = self.dir / "replies.jsonl" if self.dir is not None else None
+        self.pending_path = self.dir / "pending.jsonl" if self.dir is not None else None
+        self._replies: dict[str, dict] = {}
+        self._lock = threading.Lock()
+        self.stats = {"hits": 0, "misses": 0, "writes": 0, "torn_lines": 0, "resent": 0, "failed": 0}
+        self.lost_in_flight: dict[str, str] = {}     # key -> client request id of the lost attempt
+        if self.path is None:
+            return
+        rows = read_jsonl(self.path, tolerate_torn=True)
+        for r in rows:
+            if isinstance(r, dict) and "key" in r and "reply" in r:
+                self._replies[r["key"]] = {"text": r["reply"], "meta": r.get("meta") or {}}
+        if self.path.exists():
+            lines = sum(1 for x in self.path.read_bytes().split(b"\n") if x.strip())
+            self.stats["torn_lines"] = lines - len(rows)
+        sent: dict[str, str] = {}
+        for r in read_jsonl(self.pending_path, tolerate_torn=True):
+            if r.get("status") == "sent":
+                sent[r["key"]] = r.get("request_id", "")
+            else:
+                sent.pop(r.get("key"), None)
+        self.lost_in_flight = {k: v for k, v in sent.items() if k not in self._replies}
+
+    def __len__(self) -> int:
+        return len(self._replies)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._replies
+
+    def get(self, key: str) -> dict | None:
+        """``{"text": ..., "meta": {...}}`` or None."""
+        return self._replies.get(key)
+
+    def mark_sent(self, key: str) -> str:
+        """Record `key` as sent (before the request leaves); returns its client request id."""
+        rid = uuid.uuid4().hex
+        with self._lock:
+            if key in self.lost_in_flight:
+                self.stats["resent"] += 1
+                log.warning("re-sending request %s (client id %s) that was in flight when an earlier run stopped: "
+                            "the provider may bill it twice", key[:12], self.lost_in_flight.pop(key))
+        if self.pending_path is not None:
+            append_jsonl(self.pending_path, [{"key": key, "status": "sent", "request_id": rid, "t": time.time()}])
+        return rid
+
+    def mark_failed(self, key: str, error: str) -> None:
+        with self._lock:
+            self.stats["failed"] += 1
+        if self.pending_path is not None:
+            append_jsonl(self.pending_path, [{"key": key, "status": "failed", "error": error[:300], "t": time.time()}])
+
+    def put(self, key: str, endpoint: Endpoint, messages: list[dict], settings: GenerationSettings, repetition: int,
+            reply: str, meta: dict | None = None) -> None:
+        rec = {"key": key, "endpoint": endpoint.as_dict(), "messages": messages, "settings": asdict(settings),
+               "repetition": int(repetition), "reply": reply, "meta": meta or {}}
+        if self.path is not None:
+            append_jsonl(self.path, [rec])
+        with self._lock:
+            self._replies[key] = {"text": reply, "meta": meta or {}}
+            self.stats["writes"] += 1
