@@ -86,15 +86,28 @@ def _deep_merge(base: dict, top: dict) -> dict:
     return out
 
 
-def read_params(path: str | Path) -> dict:
-    """Read a params YAML, resolving its `base:` chain, and return the merged mapping."""
+def read_params(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict:
+    """Read a params YAML, resolving its `base:` chain, and return the merged mapping. A missing file, a YAML
+    syntax error or a `base:` chain that comes back to a file already in it is a ConfigError naming the file."""
     path = Path(path)
-    data = yaml.safe_load(path.read_text()) or {}
+    here = path.resolve()
+    if here in _chain:
+        loop = " -> ".join(p.name for p in (*_chain, here))
+        raise ConfigError(f"{path}: its base: chain loops ({loop})")
+    if not path.is_file():
+        via = f" (base: of {_chain[-1]})" if _chain else ""
+        raise ConfigError(f"params file not found: {path}{via}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
     base = data.pop("base", None)
     if base is not None:
-        data = _deep_merge(read_params(path.parent / base), data)
+        if not isinstance(base, str):
+            raise ConfigError(f"{path}: base: must be a file name, got {base!r}")
+        data = _deep_merge(read_params(path.parent / base, (*_chain, here)), data)
     return data
 
 
@@ -116,17 +129,20 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None,
                 demo: bool = False) -> RunConfig:
     """Load and validate a params file (house rules 1-2). `path=None` gives the defaults.
 
-    A table's params file may carry a `demo:` block: the offline scale it shrinks to. With
-    `demo=True` that block is merged over the file (before `overrides`); otherwise it is ignored. A
-    `base:` inside the block (normally ``demo.yaml``) is merged first, so the block lists only what the
-    table changes about the offline demo.
+    A table's params file may carry a `demo:` block: its offline demo. The block means one thing, a delta over
+    ``demo.yaml``: with `demo=True` the config is ``demo.yaml`` (or the block's own ``base:``) merged with the
+    block, then `overrides`; nothing of the paper-scale part of the file applies except the table id
+    (``tables.table``), so no paper model or dataset can leak into the demo. Without `demo` the block is ignored;
+    a file without a block loads as it is either way.
     """
     data = read_params(path) if path is not None else {}
     overlay = data.pop("demo", None)
     if demo and overlay:
-        base = overlay.pop("base", None)   # e.g. demo.yaml: the offline scale, then the table's own shrinkage
-        if base is not None:
-            data = _deep_merge(data, read_params(Path(path).parent / base))
-        data = _deep_merge(data, overlay)
+        table = (data.get("tables") or {}).get("table")
+        base = overlay.pop("base", "demo.yaml")
+        data = _deep_merge(read_params(Path(path).parent / base), overlay)
+        data.pop("demo", None)
+        if table is not None:
+            data.setdefault("tables", {}).setdefault("table", table)
     data = apply_overrides(data, overrides)
     return from_dict(RunConfig, data)

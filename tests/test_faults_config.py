@@ -1,0 +1,57 @@
+"""Bad params files (issue 14): every mistake is a ConfigError naming the file or the key, at load time."""
+from __future__ import annotations
+
+import pytest
+
+from crowdselect_lib import ConfigError, load_config
+
+pytestmark = pytest.mark.faults
+
+
+def test_base_pointing_at_itself(tmp_path):
+    (tmp_path / "a.yaml").write_text("base: a.yaml\nselection: {k: 10}\n")
+    with pytest.raises(ConfigError, match=r"a.yaml: its base: chain loops \(a.yaml -> a.yaml\)"):
+        load_config(tmp_path / "a.yaml")
+
+
+def test_base_cycle_of_two(tmp_path):
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(ConfigError, match=r"loops \(a.yaml -> b.yaml -> a.yaml\)"):
+        load_config(tmp_path / "a.yaml")
+
+
+def test_yaml_syntax_error_names_the_file(tmp_path):
+    (tmp_path / "bad.yaml").write_text("selection:\n  k: [1, 2\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: not valid YAML"):
+        load_config(tmp_path / "bad.yaml")
+
+
+def test_missing_base_names_both_files(tmp_path):
+    (tmp_path / "a.yaml").write_text("base: nowhere.yaml\n")
+    with pytest.raises(ConfigError, match=r"params file not found: .*nowhere.yaml \(base: of .*a.yaml\)"):
+        load_config(tmp_path / "a.yaml")
+
+
+def test_missing_params_file(tmp_path):
+    with pytest.raises(ConfigError, match="params file not found"):
+        load_config(tmp_path / "none.yaml")
+
+
+def test_unknown_key_and_wrong_type_name_the_key(tmp_path):
+    with pytest.raises(ConfigError, match="unknown key selection.kk"):
+        load_config(None, {"selection.kk": 3})
+    with pytest.raises(ConfigError, match="selection.k: expected an integer"):
+        load_config(None, {"selection.k": "many"})
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("llm.max_concurrency", 0, "llm.max_concurrency"),
+    ("llm.max_retries", -1, "llm.max_retries"),
+    ("scoring.shard_size", 0, "scoring.shard_size"),
+    ("selection.weights", [0, 0, 0], "selection.weights"),
+    ("selection.weights", [1, float("nan"), 1], "selection.weights"),
+])
+def test_bad_values_rejected_at_load_time(key, value, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config(None, {key: value})
