@@ -218,7 +218,7 @@ def work_step(run, cfg, name: str) -> Step:
 def _pre_model(ctx: Context, pairs: pd.DataFrame) -> str:
     from ..models import load_causal_lm   # torch: heavy
     from ..selection import to_chat_messages
-    from ..training import train
+    from ..training.fit import train   # the low-level loop (training.run imports baselines)
 
     st = pre_model_step(ctx.run, ctx.cfg).announce()
     if not st.done:

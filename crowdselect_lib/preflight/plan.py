@@ -99,7 +99,7 @@ def train_steps(cfg: RunConfig, method: str, world_size: int = 1) -> int:
     if cap > 0:
         return cap
     batches = math.ceil(train_examples(cfg) / (t.per_device_batch_size * world_size))
-    return math.ceil(t.epochs * math.ceil(batches / t.gradient_accumulation_steps))
+    return math.ceil(t.epochs * math.ceil(batches / t.accumulation(world_size)))
 
 
 def trained_subsets(cfg: RunConfig) -> list[str]:
