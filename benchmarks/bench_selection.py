@@ -20,7 +20,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from crowdselect_lib.demo import SIM_REWARD_MODELS, simulate_latent, simulate_reward
+from crowdselect_lib.zoo.demo import SIM_REWARD_MODELS, simulate_latent, simulate_reward
 from crowdselect_lib.metrics import base_metrics, base_metrics_reference
 from crowdselect_lib.selection import combine, select
 from crowdselect_lib.zoo import magpie_models
