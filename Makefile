@@ -14,7 +14,7 @@ PARAMS ?= params/table02.yaml
 # Offline (HF_HUB_OFFLINE=1) only for the demo and the tests; never for a real target (preflight, table without DEMO).
 OFFLINE := HF_HUB_OFFLINE=1
 
-.PHONY: setup demo test test-fast table tables preflight gpu-plan bench lab constraints clean
+.PHONY: setup demo alpacaeval test test-fast table tables preflight gpu-plan bench lab constraints clean
 
 setup: $(STAMP)
 
@@ -30,6 +30,13 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: setup
 	$(OFFLINE) $(BIN)/python -m crowdselect_lib.pipeline demo --params params/demo.yaml
+
+# Chapters 01-06 on the real 56-model AlpacaEval crowd (no GPU); ZOO_DIR = a local copy, else downloaded.
+ZOO_DIR ?=
+alpacaeval: setup
+	$(if $(ZOO_DIR),$(OFFLINE) )$(BIN)/python -m crowdselect_lib.pipeline demo --params params/alpacaeval.yaml \
+		--only download,reward_scoring,base_metrics,clustering,crowdselect,baselines \
+		$(if $(ZOO_DIR),--set zoo.data_dir=$(abspath $(ZOO_DIR)))
 
 test: setup
 	$(OFFLINE) $(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -1,124 +1,186 @@
-"""Headless execution of the numbered notebooks with papermill (the `make demo` chain).
+"""Headless execution of the chapters with papermill (the `make demo` chain and the paper tables).
 
-    python -m crowdselect_lib.pipeline demo [--params params/demo.yaml] [--only 01,03]
-    python -m crowdselect_lib.pipeline table --table 2 [--demo]     # one paper table (`make table T=2`)
-    python -m crowdselect_lib.pipeline tables [--demo]              # every paper table (`make tables`)
+    python -m crowdselect_lib.pipeline demo [--params params/demo.yaml] [--only zoo,metrics]
+    python -m crowdselect_lib.pipeline table --table 2 [--demo] [--root DIR]   # one paper table (`make table T=2`)
+    python -m crowdselect_lib.pipeline tables [--demo] [--root DIR]            # the 16 paper tables (`make tables`)
 
-Each executed notebook is kept under ``runs/<run>/notebooks/`` as the record of what produced the run.
-A table runs every cell of its grid (``tables.grid`` of ``params/tableNN.yaml``) under ``runs/<run>/<cell>/``,
-then notebook 09 renders it; a cell whose chain finished with the same config is skipped, and inside a
-cell every notebook reuses the artifacts already on disk.
+The library knows chapters by name: `stages()` maps a stage name to its notebook, built from the notebook files
+present (``notebooks/NN_<name>.ipynb`` -> ``<name>``). Executed notebooks are kept under ``runs/<run>/notebooks/``
+(a table's cells under ``runs/<run>/notebooks/<table>/<cell>/``) as the record of what produced the run.
+
+A table (issue 10.4) runs every cell of its grid in the table's ONE run directory, each cell's params being the
+table's plus the cell's overrides; identical steps have identical keys and are computed once for the batch. A
+cell whose judged scores are all done (their keys computed from the cell's config) is not executed again; the
+report chapter then renders the table from the keys of every cell.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
+import logging
+import re
 import sys
 import time
 from pathlib import Path
 
-from .config import load_config, repo_root
-from .runs import Run
+from .config import load_config
+from .runs import Run, repo_root, write_text
+
+log = logging.getLogger("crowdselect")
+REPORT_STAGE = "tables_figures"    # the chapter that renders tables and figures
+BASELINES_STAGE = "baselines"      # the chapter of the LLM-rated and rule-based baselines
+
+
+def stages() -> dict[str, Path]:
+    """Stage name -> notebook, in chapter order, from the notebooks present (``01_download.ipynb`` -> download)."""
+    found = sorted((repo_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    return {re.sub(r"^\d+_", "", p.stem): p for p in found}
 
 
 def notebooks(only: list[str] | None = None) -> list[Path]:
-    """The numbered notebooks present in `notebooks/`, in order (optionally only some numbers)."""
-    found = sorted((repo_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-    if only:
-        found = [p for p in found if p.name[:2] in only]
-    return found
+    """The chapter notebooks in order, optionally only the named stages (unknown names are an error)."""
+    st = stages()
+    if only is None:
+        return list(st.values())
+    unknown = [s for s in only if s not in st]
+    if unknown:
+        raise ValueError(f"unknown stage(s) {unknown}; stages: {list(st)}")
+    return [p for name, p in st.items() if name in only]
 
 
 def run_chain(params_file: str | Path, overrides: dict | None = None, only: list[str] | None = None,
-              kernel: str = "python3", log=print) -> Path:
-    """Execute the notebooks in order with papermill; returns the run directory."""
+              out_dir: str | Path | None = None, kernel: str = "python3", say=print) -> Path:
+    """Execute the chapters in order with papermill (executed copies under `out_dir`, default
+    ``runs/<run>/notebooks/``); returns the run directory."""
     import papermill as pm
 
     params_file = Path(params_file).resolve()
     cfg = load_config(params_file, overrides)
     run = Run.from_config(cfg)
-    out_dir = run.path("notebooks", "x").parent
+    out = Path(out_dir) if out_dir else run.dir / "notebooks"
+    out.mkdir(parents=True, exist_ok=True)
     for nb in notebooks(only):
         t0 = time.perf_counter()
-        pm.execute_notebook(str(nb), str(out_dir / nb.name), cwd=str(nb.parent), kernel_name=kernel,
-                            parameters={"params_file": str(params_file), "overrides": overrides or {}},
-                            progress_bar=False)
-        log(f"{nb.name}: {time.perf_counter() - t0:.1f} s")
+        try:
+            pm.execute_notebook(str(nb), str(out / nb.name), cwd=str(nb.parent), kernel_name=kernel,
+                                parameters={"params_file": str(params_file), "overrides": overrides or {}},
+                                progress_bar=False)
+        except pm.PapermillExecutionError as e:   # the error a user must see last, in one line
+            raise ChapterFailed(f"{nb.name} failed: {e.ename}: {e.evalue} (executed copy: {out / nb.name})") from None
+        say(f"{nb.name}: {time.perf_counter() - t0:.1f} s")
     return run.dir
 
 
-def run_table(table: str | int, demo: bool = False, overrides: dict | None = None, kernel: str = "python3",
-              log=print) -> Path:
-    """Regenerate one paper table: every grid cell's notebooks, then notebook 09. Returns the table's run dir.
+class ChapterFailed(RuntimeError):
+    """A chapter's notebook raised: its error type and message, and where the executed copy is."""
 
-    `demo=True` merges the params file's `demo:` block (the offline scale). The resolved config of the
-    table and of each cell is written to ``runs/<run>/params/`` and is what papermill passes in.
-    """
-    from .runs import write_json, read_json
-    from .tables import cell_configs, cell_digest, params_file, table_spec
+
+def parse_sets(items: list[str]) -> dict:
+    """``--set key=value`` pairs as dotted overrides; values are read as YAML (``k=60``, ``w=[1,-1,1.5]``)."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. selection.k=60")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def cell_stages(cfg, spec) -> list[str]:
+    """Chapters a table's cell runs: `tables.notebooks`, else every chapter before the report one (the baselines
+    chapter only where the table shows baselines)."""
+    if cfg.tables.notebooks is not None:
+        return list(cfg.tables.notebooks)
+    names = list(stages())
+    if REPORT_STAGE not in names:
+        raise ValueError(f"no notebook for the report stage {REPORT_STAGE!r} in notebooks/")
+    before = names[: names.index(REPORT_STAGE)]
+    return [s for s in before if s != BASELINES_STAGE or spec.needs_baselines]
+
+
+def cell_complete(run, cfg) -> bool:
+    """True when `judge.judged_scores(run, cfg)` can be read: every system of the cell has judgments on every
+    benchmark, the keys computed from the cell's config (the cell has nothing left to compute)."""
+    from . import judge
+
+    quiet, was = io.StringIO(), log.disabled
+    log.disabled = True          # a check, not a step resolution: keep it out of run.log's reused/computing lines
+    try:
+        with contextlib.redirect_stdout(quiet):
+            judge.judged_scores(run, cfg)
+    except Exception:  # noqa: BLE001 - JudgeNotRun, or a missing upstream step: run the cell's chapters
+        return False
+    finally:
+        log.disabled = was
+    return True
+
+
+def run_table(table: str | int, demo: bool = False, overrides: dict | None = None, kernel: str = "python3",
+              say=print) -> Path:
+    """Regenerate one paper table: each grid cell's chapters (skipped when complete), then the report chapter.
+
+    `demo=True` loads the params file's `demo:` block (a delta over ``params/demo.yaml``). Resolved params of
+    the table and of each cell go to ``runs/<run>/params/<table>/``; returns the run directory."""
+    from .reporting import cell_configs, params_file, table_spec
 
     spec = table_spec(table)
-    cfg = load_config(params_file(table), overrides, demo=demo)
+    cfg = load_config(params_file(spec.id), overrides, demo=demo)
     run = Run.from_config(cfg)
-    table_yaml = run.path("params", f"table{int(spec.id):02d}.yaml")
-    table_yaml.write_text(cfg.to_yaml())
-    before_09 = [p.name[:2] for p in notebooks() if p.name[:2] < "09"]
-    only = cfg.tables.notebooks or [n for n in before_09 if n != "06" or spec.needs_baselines]
-    cells = cell_configs(cfg) if cfg.tables.grid else {}
-    for name, ccfg in cells.items():
-        cell_run = Run.from_config(ccfg)
-        done = cell_run.dir / "cell_done.json"
-        digest = cell_digest(ccfg)
-        if done.exists():
-            record = read_json(done)
-            if record.get("config_digest") == digest and set(only) <= set(record.get("notebooks", [])):
-                log(f"table {spec.id} / {name}: finished earlier, skipped")
-                continue
-        link = cell_run.dir / "embeddings"   # one embedding cache per table (keyed by model and text)
-        if not link.exists() and not link.is_symlink():
-            run.path("embeddings", "x").parent.mkdir(parents=True, exist_ok=True)
-            link.symlink_to(Path("..") / "embeddings", target_is_directory=True)
-        cell_yaml = run.path("params", f"{name}.yaml")
-        cell_yaml.write_text(ccfg.to_yaml())
+    params_dir = run.dir / "params" / spec.params_name
+    table_yaml = write_text(cfg.to_yaml(), params_dir / "table.yaml")
+    todo = cell_stages(cfg, spec)
+    for name, ccfg in cell_configs(cfg).items():
+        if cell_complete(run, ccfg):
+            say(f"table {spec.id} / {name}: every judged score reused")
+            continue
+        cell_yaml = write_text(ccfg.to_yaml(), params_dir / f"{name}.yaml")
         t0 = time.perf_counter()
-        log(f"table {spec.id} / {name}: notebooks {only}")
-        run_chain(cell_yaml, only=only, kernel=kernel, log=log)
-        write_json({"config_digest": digest, "notebooks": only, "seconds": time.perf_counter() - t0},
-                   done)
-    if not cells:   # no grid: the table's own run is the one cell
-        run_chain(table_yaml, only=only, kernel=kernel, log=log)
-    run_chain(table_yaml, only=["09"], kernel=kernel, log=log)
-    for nb in notebooks(["09"]):   # keep one record per table (2/11/12 share a run)
-        done = run.dir / "notebooks" / nb.name
-        if done.exists():
-            done.replace(done.with_name(f"{nb.stem}_table{int(spec.id):02d}.ipynb"))
+        say(f"table {spec.id} / {name}: chapters {todo}")
+        run_chain(cell_yaml, only=todo, out_dir=run.dir / "notebooks" / spec.params_name / name, kernel=kernel,
+                  say=say)
+        say(f"table {spec.id} / {name}: {time.perf_counter() - t0:.0f} s")
+    run_chain(table_yaml, only=[REPORT_STAGE], out_dir=run.dir / "notebooks" / spec.params_name, kernel=kernel,
+              say=say)
     return run.dir
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .reporting import RESULT_TABLES
+
     ap = argparse.ArgumentParser(prog="python -m crowdselect_lib.pipeline")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    demo = sub.add_parser("demo", help="run every notebook on one params file")
+    demo = sub.add_parser("demo", help="run every chapter on one params file")
     demo.add_argument("--params", default=str(repo_root() / "params" / "demo.yaml"))
-    demo.add_argument("--only", default="", help="comma-separated notebook numbers, e.g. 01,03")
-    one = sub.add_parser("table", help="regenerate one paper table (params/tableNN.yaml)")
-    one.add_argument("--table", required=True, help="paper table number, e.g. 2")
-    one.add_argument("--demo", action="store_true", help="use the params file's offline demo scale")
-    every = sub.add_parser("tables", help="regenerate every paper table")
-    every.add_argument("--demo", action="store_true", help="use each params file's offline demo scale")
+    demo.add_argument("--only", default="", help="comma-separated stage names, e.g. zoo,metrics")
+    demo.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help="a dotted override, e.g. --set zoo.data_dir=../shared/data/alpacaeval_zoo (repeatable)")
+    for name, text in (("table", "regenerate one paper table"), ("tables", "regenerate the 16 paper tables")):
+        p = sub.add_parser(name, help=text)
+        if name == "table":
+            p.add_argument("--table", required=True, help="paper table (the paper text's numbering), e.g. 2, v1-17")
+        p.add_argument("--demo", action="store_true", help="the params file's offline demo scale")
+        p.add_argument("--root", default=None, help="runs root (default: the params' run.root, runs/)")
     args = ap.parse_args(argv)
-    if args.cmd in ("table", "tables"):
-        from .tables import TABLES
-
-        todo = [args.table] if args.cmd == "table" else sorted(TABLES, key=int)
-        for t in todo:
-            t0 = time.perf_counter()
-            out = run_table(t, demo=args.demo)
-            print(f"table {t}: done in {time.perf_counter() - t0:.0f} s; rendered under {out / 'tables'}")
-        return 0
     if args.cmd == "demo":
         t0 = time.perf_counter()
-        out = run_chain(args.params, only=[s for s in args.only.split(",") if s] or None)
+        try:
+            out = run_chain(args.params, overrides=parse_sets(args.set) or None,
+                            only=[s for s in args.only.split(",") if s] or None)
+        except (ChapterFailed, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
         print(f"done in {time.perf_counter() - t0:.0f} s; executed notebooks in {out / 'notebooks'}")
+        return 0
+    over = {"run.root": args.root} if args.root else None
+    t_all = time.perf_counter()
+    for t in [args.table] if args.cmd == "table" else RESULT_TABLES:
+        t0 = time.perf_counter()
+        out = run_table(t, demo=args.demo, overrides=over)
+        print(f"table {t}: done in {time.perf_counter() - t0:.0f} s; rendered under {out / 'tables'}")
+    print(f"all done in {time.perf_counter() - t_all:.0f} s")
     return 0
 
 

@@ -234,7 +234,7 @@ def run_answers(run, cfg, system: str, benchmark: str, benches: dict | None = No
         return _read(st.dir / "answers.parquet")
     row = system_row(run, cfg, system)
     if row["kind"] == "trained":
-        if not training.train_step(run, cfg, row["subset"], row["student"], row["method"], row["seed"]).done:
+        if not training.train_step(run, cfg, row["subset"], row["student"], row["method"], int(row["seed"])).done:
             raise StudentError(f"system {system!r} is not trained yet (training step {row['key']}): run the training "
                                "stage first (cs.training), or leave it out with judge.systems")
     bench = benchmarks_for(run, cfg, benches)[benchmark]
