@@ -78,8 +78,11 @@ def main(argv=None) -> int:
     if root.parent.exists() and not args.keep:
         shutil.rmtree(root.parent)
     over = {"run.root": str(root), "tables.figures_dir": str(root.parent / "figures")}
-    rows, offset, t_all = [], 0, time.perf_counter()
-    for t in [x for x in args.tables.split(",") if x]:
+    todo = [x for x in args.tables.split(",") if x]
+    run_name = cs.load_config(cs.reporting.params_file(todo[0]), over, demo=True).run.name
+    log = root / run_name / "run.log"
+    rows, offset, t_all = [], log.stat().st_size if log.exists() else 0, time.perf_counter()   # --keep: new lines
+    for t in todo:
         lines: list[str] = []
         t0 = time.perf_counter()
         if args.library:

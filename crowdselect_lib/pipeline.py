@@ -60,16 +60,27 @@ def run_chain(params_file: str | Path, overrides: dict | None = None, only: list
     run = Run.from_config(cfg)
     out = Path(out_dir) if out_dir else run.dir / "notebooks"
     out.mkdir(parents=True, exist_ok=True)
+    _stream_cells_to_run_log()
     for nb in notebooks(only):
         t0 = time.perf_counter()
         try:
             pm.execute_notebook(str(nb), str(out / nb.name), cwd=str(nb.parent), kernel_name=kernel,
                                 parameters={"params_file": str(params_file), "overrides": overrides or {}},
-                                progress_bar=False)
+                                progress_bar=False, log_output=True)
         except pm.PapermillExecutionError as e:   # the error a user must see last, in one line
             raise ChapterFailed(f"{nb.name} failed: {e.ename}: {e.evalue} (executed copy: {out / nb.name})") from None
         say(f"{nb.name}: {time.perf_counter() - t0:.1f} s")
     return run.dir
+
+
+def _stream_cells_to_run_log() -> None:
+    """Papermill's cell output (``log_output``) goes to the run log only (``runs/<run>/run.log``), not the terminal."""
+    pm_log = logging.getLogger("papermill")
+    pm_log.propagate = False
+    for h in log.handlers:
+        if isinstance(h, logging.FileHandler) and h not in pm_log.handlers:
+            pm_log.addHandler(h)
+    pm_log.setLevel(logging.INFO)
 
 
 class ChapterFailed(RuntimeError):

@@ -55,3 +55,29 @@ def test_unknown_key_and_wrong_type_name_the_key(tmp_path):
 def test_bad_values_rejected_at_load_time(key, value, match):
     with pytest.raises(ConfigError, match=match):
         load_config(None, {key: value})
+
+
+def test_parse_sets_reads_yaml_values_and_rejects_a_bare_key():
+    from crowdselect_lib.pipeline import parse_sets
+
+    assert parse_sets(["selection.k=60", "selection.weights=[1, -1, 1.5]", "zoo.data_dir=/x"]) == {
+        "selection.k": 60, "selection.weights": [1, -1, 1.5], "zoo.data_dir": "/x"}
+    with pytest.raises(ValueError, match="expected KEY=VALUE"):
+        parse_sets(["selection.k"])
+
+
+def test_bad_params_through_the_pipeline_end_on_one_error_line(tmp_path, capsys):
+    from crowdselect_lib.pipeline import main
+
+    assert main(["demo", "--only", "download", "--set", f"run.root={tmp_path}", "--set", "selection.k=0"]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "error: selection.k: 0 must be >= 1"
+
+
+@pytest.mark.smoke
+def test_a_failing_chapter_ends_on_one_error_line(tmp_path, capsys):
+    from crowdselect_lib.pipeline import main
+
+    rc = main(["demo", "--only", "download", "--set", f"run.root={tmp_path}", "--set", "zoo.source=alpacaeval",
+               "--set", f"zoo.data_dir={tmp_path / 'nowhere'}"])
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert rc == 1 and last.startswith("error: 01_download.ipynb failed: FileNotFoundError: zoo.data_dir")

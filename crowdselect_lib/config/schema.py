@@ -30,6 +30,7 @@ class RunSection:
 @dataclass
 class RunConfig:
     run: RunSection = field(default_factory=RunSection)
+    description: str = ""
     zoo: ZooConfig = field(default_factory=ZooConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
@@ -41,7 +42,6 @@ class RunConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     tables: TablesConfig = field(default_factory=TablesConfig)
-    description: str = ""
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
