@@ -32,10 +32,6 @@ log = logging.getLogger("crowdselect")
 STEP_LOG: list[tuple[str, str, str]] = []   # (status, stage/name, key) of every step this process resolved
 
 
-def _package_version() -> str:
-    return __version__
-
-
 @dataclass
 class Step:
     """One keyed artifact of a run. `dir` holds its files; `done` is true once `finish()` wrote its manifest."""
@@ -49,7 +45,7 @@ class Step:
     @property
     def key(self) -> str:
         return digest({"stage": self.stage, "name": self.name, "version": self.version,
-                       "package": _package_version(), "settings": self.settings, "inputs": self.inputs})
+                       "package": __version__, "settings": self.settings, "inputs": self.inputs})
 
     @property
     def dir(self) -> Path:
@@ -80,7 +76,7 @@ class Step:
     def finish(self, **info: Any) -> dict:
         """Write the manifest (the step is done) and point ``latest`` and the stage index at this key."""
         manifest = {"key": self.key, "stage": self.stage, "name": self.name, "version": self.version,
-                    "package": _package_version(), "settings": self.settings, "inputs": self.inputs,
+                    "package": __version__, "settings": self.settings, "inputs": self.inputs,
                     "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **info}
         write_json(manifest, self.path("manifest.json"))
         _point_latest(self.dir)
