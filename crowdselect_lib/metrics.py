@@ -245,9 +245,11 @@ def plot_distributions(metrics: pd.DataFrame, title: str):
     """Histogram of each metric (eqs. 3-5), labelled axes."""
     import matplotlib.pyplot as plt
 
+    from .reporting.plots import color   # each metric in its selection colour, as in every chapter
+
     fig, axes = plt.subplots(1, len(METRICS), figsize=(12, 3.4))
     for ax, col, eq in zip(axes, METRICS, ("eq. 3", "eq. 4", "eq. 5")):
-        ax.hist(metrics[col], bins=50, color="tab:blue", alpha=0.85)
+        ax.hist(metrics[col], bins=50, color=color(col.capitalize()), alpha=0.85)
         ax.set_title(f"{col} ({eq})", fontsize=10)
         ax.set_xlabel(col)
         ax.set_ylabel("instructions")
@@ -286,12 +288,15 @@ def plot_recovery(metrics: pd.DataFrame, truth: pd.DataFrame, title: str):
     """Demo zoo only: each metric against the planted value it should recover (a seeded sample of points)."""
     import matplotlib.pyplot as plt
 
+    from .reporting.plots import color
+
     t = truth.reindex(metrics.index)
     rec = truth_recovery(metrics, truth)
     rows = np.random.default_rng(0).permutation(len(metrics))[:2000]
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
     for ax, m in zip(axes, METRICS):
-        ax.scatter(t[PLANTED[m]].to_numpy()[rows], metrics[m].to_numpy()[rows], s=3, alpha=0.4)
+        ax.scatter(t[PLANTED[m]].to_numpy()[rows], metrics[m].to_numpy()[rows], s=3, alpha=0.4,
+                   color=color(m.capitalize()))
         ax.set_xlabel(f"planted {PLANTED[m]}")
         ax.set_ylabel(f"measured {m}")
         ax.set_title(f"Spearman {rec.loc[m, 'spearman']:.2f}", fontsize=10)

@@ -345,11 +345,17 @@ def test_proxy_judge_replies_go_through_the_official_parsers(tmp_path):
     assert parse_verdict(swapped[0], ARENA_REGEX) == "B>>A"
 
 
+def test_proxy_rating_has_one_decimal_and_a_floor_of_one():
+    from crowdselect_lib.judge.proxy import proxy_rating
+
+    assert [proxy_rating(s) for s in (-0.3, 0.0, 0.1, 0.5, 1.0)] == [1.0, 1.0, 1.9, 5.5, 10.0]
+
+
 def test_proxy_judge_is_wrong_where_the_chapter_says(tmp_path):
     """The teaching example of the judge chapter: a fluent wrong answer on the right topic scores high, and an
     answer that only repeats the question beats the right one."""
     out = judge.failure_examples(judge.ProxyJudge(cache_dir=tmp_path)).set_index("test")
-    right, wrong = (int(out.loc[f"rating: {k} answer", "proxy says"].split("/")[0]) for k in ("right", "wrong"))
+    right, wrong = (float(out.loc[f"rating: {k} answer", "proxy says"].split("/")[0]) for k in ("right", "wrong"))
     assert wrong >= 7 and right - wrong <= 2
     assert out.loc["pair: A = right answer, B = repeats the question", "proxy says"] in ("B>A", "B>>A")
 

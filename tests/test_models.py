@@ -6,6 +6,7 @@ models' code imports and transformers 5 removed."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -272,3 +273,30 @@ def test_device_rule_and_quiet():
             warnings.warn("noise")
             assert logging.getLogger("transformers").level == logging.ERROR
     assert seen == [] and logging.getLogger("transformers").level == level
+
+
+def test_truncated_bpe_keeps_the_first_ids_and_still_encodes_every_text():
+    from tokenizers import Tokenizer
+
+    spec = json.loads((models.smollm2_path() / "tokenizer.json").read_text())
+    cut = models.truncated_bpe(spec, 600)
+    assert sorted(cut["model"]["vocab"].values()) == list(range(600))          # exactly the first 600 ids
+    assert all(a in cut["model"]["vocab"] and b in cut["model"]["vocab"] and a + b in cut["model"]["vocab"]
+               for a, b in cut["model"]["merges"])
+    full, small = Tokenizer.from_str(json.dumps(spec)), Tokenizer.from_str(json.dumps(cut))
+    text = "Explain how vaccines train the immune system — café, naïve, 日本語 🙂 <|im_end|>"
+    ids = small.encode(text).ids
+    assert max(ids) < 600 and small.decode(ids, skip_special_tokens=False) == full.decode(full.encode(text).ids, skip_special_tokens=False)
+    assert len(ids) > len(full.encode(text).ids)                                # fewer merges, more tokens
+    with pytest.raises(ValueError, match=re.escape("special token '<|im_start|>' has id 1 >= 1")):
+        models.truncated_bpe(spec, 1)
+    with pytest.raises(ValueError, match="needs a BPE tokenizer"):
+        models.truncated_bpe({**spec, "model": {**spec["model"], "type": "WordPiece"}}, 600)
+
+
+def test_tiny_llama_is_small_and_speaks_the_chat_template():
+    tok, model = models.load_causal_lm(models.TINY_ALIAS)
+    assert len(tok) == model.config.vocab_size == 4096
+    ids = tok.apply_chat_template([{"role": "user", "content": "Hi there"}], add_generation_prompt=True)
+    ids = ids["input_ids"] if hasattr(ids, "keys") else ids
+    assert tok.decode(ids).startswith("<|im_start|>") and max(ids) < 4096

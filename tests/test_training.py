@@ -62,10 +62,21 @@ def test_defaults_are_table_6_and_the_demo_scale_lives_in_demo_yaml():
         t.accumulation(3)
     assert TrainingConfig(gradient_accumulation_steps=4).accumulation(8) == 4                # explicit wins
     demo = load_config(REPO / "params" / "demo.yaml").training
-    assert demo.demo_examples == 64 and demo.learning_rate > t.learning_rate and demo.accumulation(1) == 4
+    assert demo.demo_examples == 96 and demo.learning_rate > t.learning_rate and demo.accumulation(1) == 1
+    assert t.preference_learning_rate is None and demo.preference_learning_rate < demo.learning_rate
     assert {"crowdselect", "random", "difficulty_top"} <= set(demo.subsets)
     paper = load_config(REPO / "params" / "paper.yaml").training
     assert paper.demo_examples is None and paper.learning_rate == 1e-5 and paper.global_batch_size == 16
+
+
+def test_preference_methods_may_have_their_own_learning_rate():
+    lr = cs.training.learning_rate_for
+    same = TrainingConfig(learning_rate=2e-5)
+    assert [lr(same, m) for m in ("sft_full", "sft_lora", "dpo", "simpo", "orpo")] == [2e-5] * 5   # Table 6: one lr
+    own = TrainingConfig(learning_rate=1e-2, preference_learning_rate=1e-3)
+    assert [lr(own, m) for m in ("sft_full", "sft_lora", "dpo", "simpo", "orpo")] == [1e-2, 1e-2, 1e-3, 1e-3, 1e-3]
+    with pytest.raises(ConfigError, match="preference_learning_rate"):
+        TrainingConfig(preference_learning_rate=0.0)
 
 
 def test_steps_per_method():

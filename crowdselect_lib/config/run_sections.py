@@ -142,6 +142,7 @@ class TrainingConfig:
     max_length: int = 2048                 # tokens per example (prompt + answer); longer ones are truncated
     max_steps: int = -1                    # optimizer steps; -1 = `epochs` epochs
     preference_max_steps: Optional[int] = None  # DPO/SimPO/ORPO steps; None = max_steps
+    preference_learning_rate: Optional[float] = None  # DPO/SimPO/ORPO learning rate; None = learning_rate
     logging_steps: int = 10
     save_steps: Optional[int] = None       # checkpoint every N steps; None = every quarter of the run
     save_total_limit: int = 1
@@ -169,6 +170,8 @@ class TrainingConfig:
         check_rules(self, "training", [
             ("methods", not bad and len(self.methods) > 0, f"must list methods of {list(TRAIN_METHODS)}"),
             ("learning_rate", 0 < self.learning_rate < float("inf"), "must be a finite number > 0"),
+            ("preference_learning_rate", self.preference_learning_rate is None
+             or 0 < self.preference_learning_rate < float("inf"), "must be a finite number > 0 or null"),
             ("epochs", 0 < self.epochs < float("inf"), "must be a finite number > 0"),
             ("per_device_batch_size", self.per_device_batch_size >= 1, "must be >= 1"),
             ("global_batch_size", self.global_batch_size is None or self.global_batch_size >= 1, "must be >= 1 or null"),

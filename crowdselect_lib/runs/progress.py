@@ -20,7 +20,8 @@ class Progress:
             from tqdm.auto import tqdm
 
         self.total, self.desc, self.n, self.t0, self.next_log = total, desc, 0, time.perf_counter(), 0.1
-        self.bar = tqdm(total=total, desc=desc, unit=unit, mininterval=1.0, leave=False)
+        # delay: a step shorter than 2 s draws no bar at all (its log lines still come)
+        self.bar = tqdm(total=total, desc=desc, unit=unit, mininterval=1.0, leave=False, delay=2.0)
 
     def update(self, n: int = 1) -> None:
         self.n += n

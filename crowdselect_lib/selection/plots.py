@@ -29,10 +29,12 @@ def plot_quotas(quotas: pd.DataFrame, title: str):
     """Per cluster: instructions taken by the top-k without quota vs with CrowdSelect's equal quota."""
     import matplotlib.pyplot as plt
 
+    from ..reporting.plots import color
+
     x = np.arange(len(quotas))
     fig, ax = plt.subplots(figsize=(8, 3.6))
     ax.bar(x - 0.2, quotas["top_k_without_quota"], 0.4, label="top-k by score, no quota", color="tab:gray")
-    ax.bar(x + 0.2, quotas["taken"], 0.4, label="CrowdSelect (equal quota per cluster)", color="tab:blue")
+    ax.bar(x + 0.2, quotas["taken"], 0.4, label="CrowdSelect (equal quota per cluster)", color=color("Multi"))
     ax.plot(x, quotas["quota"], "k_", ms=18, mew=2, label="quota k / C")
     ax.set_xticks(x, quotas.index.astype(str))
     ax.set_xlabel("cluster (chapter 04)")
@@ -48,10 +50,12 @@ def plot_profiles(profiles: pd.DataFrame, title: str):
     """Mean percentile rank of each metric inside each subset (0.5 = the zoo's median)."""
     import matplotlib.pyplot as plt
 
+    from ..reporting.plots import color   # each metric in its selection colour, as in every chapter
+
     x = np.arange(len(profiles))
     fig, ax = plt.subplots(figsize=(max(7, 1.1 * len(profiles)), 3.8))
-    for i, (m, colour) in enumerate(zip(METRICS, ("tab:red", "tab:orange", "tab:green"))):
-        ax.bar(x + (i - 1) * 0.27, profiles[m], 0.27, label=m, color=colour)
+    for i, m in enumerate(METRICS):
+        ax.bar(x + (i - 1) * 0.27, profiles[m], 0.27, label=m, color=color(m.capitalize()))
     ax.axhline(0.5, color="k", lw=0.8, ls="--")
     ax.set_xticks(x, profiles.index, rotation=25, ha="right")
     ax.set_ylim(0, 1.15)

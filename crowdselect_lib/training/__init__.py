@@ -16,14 +16,14 @@ from .fit import TEMPLATE_SAMPLE_FILE, TrainResult, last_checkpoint, load_traine
 from .run import (SUMMARY_COLUMNS, TRAINING_VERSION, combinations, loss_history, run_training, step_name,
                   students, subset_kind, subset_names, subset_step, subset_table, system_name, train_all,
                   train_settings, train_step, trained_systems, training_rows)
-from .trainers import build_trainer, experimental, precision_settings, steps_for, world_size
+from .trainers import build_trainer, experimental, learning_rate_for, precision_settings, steps_for, world_size
 from .views import (OBJECTIVE, accelerate_command, label_preview, loss_summary, plot_loss_curves, sample_answer,
                     subset_colours)
 
 __all__ = ["METHODS", "SFT_METHODS", "PREFERENCE_METHODS", "PAIR_COLUMNS", "TEMPLATE_SAMPLE_FILE", "SUMMARY_COLUMNS",
            "TRAINING_VERSION", "OBJECTIVE", "TrainResult", "sft_rows", "check_preference_rows", "preference_pairs",
            "preference_rows", "rendered_preference_rows", "split_rows", "end_of_turn_token", "use_end_of_turn",
-           "loss_mask_table", "mask_boundary", "build_trainer", "experimental", "precision_settings", "steps_for",
+           "loss_mask_table", "mask_boundary", "build_trainer", "experimental", "precision_settings", "steps_for", "learning_rate_for",
            "world_size", "train", "load_trained", "last_checkpoint", "mean_loss", "students", "subset_names",
            "subset_kind", "subset_step", "subset_table", "train_settings", "step_name", "train_step", "combinations",
            "system_name", "trained_systems", "training_rows", "run_training", "train_all", "loss_history",

@@ -23,7 +23,7 @@ from .. import baselines, selection, zoo
 from ..runs import Step, check_name, read_json, slug
 from .data import PREFERENCE_METHODS, SFT_METHODS, preference_pairs, preference_rows, split_rows
 from .fit import TrainResult, train
-from .trainers import is_main_process, steps_for, uses_lora
+from .trainers import is_main_process, learning_rate_for, steps_for, uses_lora
 
 TRAINING_VERSION = "1"   # bump when a change of code changes the model a config trains
 SUMMARY_COLUMNS = ["system", "subset", "method", "student", "seed", "key", "steps", "n_train", "train_loss",
@@ -71,7 +71,7 @@ def train_settings(cfg, method: str, student: str, seed: int) -> dict:
     """Exactly the config values that change the model of one training (the step's settings)."""
     t = cfg.training
     s = {"method": method, "student": student, "revision": t.student_revisions.get(student), "seed": seed,
-         "learning_rate": t.learning_rate, "epochs": t.epochs, "max_steps": steps_for(t, method),
+         "learning_rate": learning_rate_for(t, method), "epochs": t.epochs, "max_steps": steps_for(t, method),
          "per_device_batch_size": t.per_device_batch_size, "global_batch_size": t.global_batch_size,
          "gradient_accumulation_steps": t.gradient_accumulation_steps, "optim": t.optim,
          "lr_scheduler": t.lr_scheduler, "warmup_steps": t.warmup_steps, "weight_decay": t.weight_decay,

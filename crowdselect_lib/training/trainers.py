@@ -81,6 +81,13 @@ def steps_for(cfg, method: str, max_steps: int | None = None) -> int:
     return cfg.max_steps
 
 
+def learning_rate_for(cfg, method: str) -> float:
+    """`preference_learning_rate` for DPO/SimPO/ORPO when set, else `learning_rate` (Table 6: 1e-5 for all)."""
+    if method in PREFERENCE_METHODS and cfg.preference_learning_rate is not None:
+        return cfg.preference_learning_rate
+    return cfg.learning_rate
+
+
 def trl_args(cfg, method: str, output_dir: Path, seed: int, max_steps: int, has_eval: bool, prec: dict,
              revision: str | None = None):
     """The TRL config of `method`: Table 6 settings + the method's own loss parameters."""
@@ -89,7 +96,7 @@ def trl_args(cfg, method: str, output_dir: Path, seed: int, max_steps: int, has_
         init["revision"] = revision
     common = dict(
         output_dir=str(output_dir / "checkpoints"), seed=seed, data_seed=seed, report_to="none",
-        learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs, max_steps=max_steps,
+        learning_rate=learning_rate_for(cfg, method), num_train_epochs=cfg.epochs, max_steps=max_steps,
         per_device_train_batch_size=cfg.per_device_batch_size, per_device_eval_batch_size=cfg.per_device_batch_size,
         gradient_accumulation_steps=cfg.accumulation(world_size()), optim=cfg.optim,
         lr_scheduler_type=cfg.lr_scheduler, warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay,

@@ -50,8 +50,8 @@ def subset_colours(subsets) -> dict:
 def plot_loss_curves(history: pd.DataFrame, title: str | None = None, smooth: int = 1):
     """Training loss per optimizer step, one panel per objective (`OBJECTIVE`: the SFT NLL, the DPO / SimPO / ORPO
     losses are different quantities), a line per training coloured by subset (`subset_colours`), dashed for
-    LoRA. `smooth`: rolling-mean window. Returns a `matplotlib.figure.Figure` (closed: a notebook shows it once,
-    as the cell's value)."""
+    LoRA. `smooth`: rolling-mean window. Returns a `matplotlib.figure.Figure` (a notebook shows it inline, like
+    every chapter figure)."""
     from matplotlib.ticker import MaxNLocator
 
     plt = pyplot()
@@ -75,7 +75,6 @@ def plot_loss_curves(history: pd.DataFrame, title: str | None = None, smooth: in
         ax.legend(fontsize=8, frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)
-    plt.close(fig)
     return fig
 
 
