@@ -30,6 +30,9 @@ from .runs import Run, repo_root, write_text
 log = logging.getLogger("crowdselect")
 REPORT_STAGE = "tables_figures"    # the chapter that renders tables and figures
 BASELINES_STAGE = "baselines"      # the chapter of the LLM-rated and rule-based baselines
+# The kernel's own start-up warnings (e.g. "Kernel is running over TCP without encryption" for papermill's local
+# kernel on 127.0.0.1) would print once per chapter on the terminal; its errors still show.
+KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
 
 
 def stages() -> dict[str, Path]:
@@ -66,7 +69,7 @@ def run_chain(params_file: str | Path, overrides: dict | None = None, only: list
         try:
             pm.execute_notebook(str(nb), str(out / nb.name), cwd=str(nb.parent), kernel_name=kernel,
                                 parameters={"params_file": str(params_file), "overrides": overrides or {}},
-                                progress_bar=False, log_output=True)
+                                progress_bar=False, log_output=True, extra_arguments=KERNEL_ARGS)
         except pm.PapermillExecutionError as e:   # the error a user must see last, in one line
             raise ChapterFailed(f"{nb.name} failed: {e.ename}: {e.evalue} (executed copy: {out / nb.name})") from None
         say(f"{nb.name}: {time.perf_counter() - t0:.1f} s")

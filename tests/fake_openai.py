@@ -282,7 +282,8 @@ def judge_config(run_root, shared_data, student_url: str, judge_url: str | None 
          "judge.pick": "round_robin", "judge.student_backend": "openai", "judge.student_base_url": student_url,
          "judge.student_api_key_env": KEY_ENV, "judge.n_bootstrap": 10, "llm.backoff_s": 0.001,
          "llm.backoff_max_s": 0.01, "llm.timeout_s": 5.0,
-         "training.student": "smollm2-135m-instruct"}   # the base student is the anchor, whatever demo.yaml trains
+         "training.student": "smollm2-135m-instruct",   # the base student is the anchor, whatever demo.yaml trains
+         "judge.anchor": "smollm2-135m-instruct"}
     if judge_url is not None:
         o.update({"judge.judge": "llm", "judge.judge_base_url": judge_url, "judge.judge_api_key_env": KEY_ENV})
     o.update(overrides)

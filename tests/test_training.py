@@ -252,7 +252,8 @@ def test_base_student_stops_at_the_end_of_turn_only_with_replace_eos(tmp_path, r
     out = model.generate(**prompt, max_new_tokens=12, do_sample=False, logits_processor=LogitsProcessorList([Learnt()]))
     answer = tok.decode(out[0, n0:], skip_special_tokens=True)
     if replace_eos:
-        assert answer == "Blue." and out.shape[1] - n0 == 3                        # "Blue", ".", <|im_end|>
+        n_answer = len(tok("Blue.", add_special_tokens=False)["input_ids"])
+        assert answer == "Blue." and out.shape[1] - n0 == n_answer + 1             # "Blue." then <|im_end|>
     else:
         assert answer.startswith("Blue.\nBlue.\n") and out.shape[1] - n0 == 12     # on to the token limit
 
@@ -263,7 +264,7 @@ def test_lora_adapter_saves_reloads_and_gives_the_same_logits(tmp_path):
     res = T.train(tiny_cfg(lora_r=4, lora_alpha=8), "sft_lora", [chat(i) for i in range(4)], tmp_path)
     assert (tmp_path / "model" / "adapter_config.json").exists()
     assert not (tmp_path / "model" / "model.safetensors").exists()                 # an adapter, not a full copy
-    x = torch.tensor([[1, 520, 9531, 198, 504, 2988, 314]])
+    x = torch.tensor([[1, 520, 3531, 198, 504, 2988, 314]])                       # ids < the tiny vocabulary
     with torch.no_grad():
         _, adapter = T.load_trained(tmp_path, device="cpu", merge=False)
         _, merged = T.load_trained(res.model_dir, device="cpu", merge=True)

@@ -129,7 +129,11 @@ def reply_examples(run, cfg, n: int = 3) -> pd.DataFrame:
     cols = ["reply", "attempts", "truncated", "error"]
     parts = {m: pd.read_parquet(st.dir / ("queries.parquet" if m == "selectllm" else "items.parquet"))[cols].head(n)
              for m, st in steps.items() if st.done}
-    return pd.concat(parts, names=["method", "item"]) if parts else pd.DataFrame(columns=cols)
+    if not parts:
+        return pd.DataFrame(columns=cols)
+    out = pd.concat(parts, names=["method", "item"])
+    out["error"] = out["error"].astype(object).where(out["error"].notna(), None)   # valid: None in every step
+    return out
 
 
 REPORT_COLUMNS = ["label", "in_paper", "k", "rows", "candidates", "asked", "failed", "retried", "truncated",

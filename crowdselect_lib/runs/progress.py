@@ -3,6 +3,7 @@ a terminal and in a headless log: one tqdm bar on stderr, and a line in the run 
 from __future__ import annotations
 
 import logging
+import sys
 import time
 import warnings
 from typing import Iterable, Iterator, TypeVar
@@ -20,8 +21,9 @@ class Progress:
             from tqdm.auto import tqdm
 
         self.total, self.desc, self.n, self.t0, self.next_log = total, desc, 0, time.perf_counter(), 0.1
-        # delay: a step shorter than 2 s draws no bar at all (its log lines still come)
-        self.bar = tqdm(total=total, desc=desc, unit=unit, mininterval=1.0, leave=False, delay=2.0)
+        # in a notebook a step shorter than 2 s draws no bar at all (its log lines still come); a terminal shows each
+        delay = 2.0 if "ipykernel" in sys.modules else 0.0
+        self.bar = tqdm(total=total, desc=desc, unit=unit, mininterval=1.0, leave=False, delay=delay)
 
     def update(self, n: int = 1) -> None:
         self.n += n
