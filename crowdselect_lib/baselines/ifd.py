@@ -216,14 +216,14 @@ def work_step(run, cfg, name: str) -> Step:
 
 
 def _pre_model(ctx: Context, pairs: pd.DataFrame) -> str:
-    from ..models import load_causal_lm   # torch: heavy
+    from ..models import shared_causal_lm   # torch: heavy
     from ..selection import to_chat_messages
     from ..training.fit import train   # the low-level loop (training.run imports baselines)
 
     st = pre_model_step(ctx.run, ctx.cfg).announce()
     if not st.done:
         b = ctx.cfg.baselines
-        ppl, emb = instruction_stats(*load_causal_lm(model_name(ctx.cfg)), pairs["instruction"],
+        ppl, emb = instruction_stats(*shared_causal_lm(model_name(ctx.cfg)), pairs["instruction"],
                                      max_length=b.ifd_max_length, prompt=b.ifd_prompt, batch_size=b.ifd_batch_size)
         rows = pre_experience_sample(emb, ppl, b.ifd_pre_clusters, b.ifd_pre_per_cluster, b.ifd_pre_percentiles)
         res = train(_pre_training(ctx.cfg), "sft_full", to_chat_messages(pairs.iloc[rows]), st.dir / "train",
@@ -234,7 +234,7 @@ def _pre_model(ctx: Context, pairs: pd.DataFrame) -> str:
 
 
 def _select(ctx: Context) -> Picked:
-    from ..models import load_causal_lm   # torch: heavy
+    from ..models import shared_causal_lm   # torch: heavy
 
     b = ctx.cfg.baselines
     st = work_step(ctx.run, ctx.cfg, ctx.name).announce()
@@ -244,7 +244,7 @@ def _select(ctx: Context) -> Picked:
     else:
         pairs = best_pairs(ctx.zoo, candidates(ctx.zoo, b.ifd_subset, ctx.cfg.run.seed), ctx.reward_model)
         name = _pre_model(ctx, pairs) if ctx.name == "ifd_pre" else model_name(ctx.cfg)
-        scores = score_pairs_resumable(st.dir / "shards", pairs, lambda: load_causal_lm(name),
+        scores = score_pairs_resumable(st.dir / "shards", pairs, lambda: shared_causal_lm(name),
                                        batch_size=b.ifd_batch_size, max_length=b.ifd_max_length, prompt=b.ifd_prompt)
         write_parquet(scores, st.path("scores.parquet"))
         st.finish(rows=len(scores), model=name)

@@ -9,7 +9,7 @@ when given (else it raises). meta: ``served_model, system_fingerprint, finish_re
   malformed bodies are retried with exponential backoff and jitter; a ``Retry-After`` header is honoured up to
   `backoff_max_s` (a longer one is capped, and a log line says so); 401/403/404 fail at once; `extra_body`
   fields (e.g. ``{"thinking": {"type": "disabled"}}``) are merged into every request body.
-- `LocalBackend`: a transformers chat model loaded in-process (`models.load_causal_lm`, or any loader returning
+- `LocalBackend`: a transformers chat model loaded in-process (`models.shared_causal_lm`, or any loader returning
   (tokenizer, model), e.g. `training.load_trained`), batched left-padded generation with its chat template;
   greedy at temperature 0; the model's own top_p unless the settings name one; an answer that used all
   `max_new_tokens` without an end token has finish_reason ``length``.
@@ -24,7 +24,7 @@ import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Callable
 
-from ..models import load_causal_lm
+from ..models import shared_causal_lm
 from .cache import GenerationSettings
 
 log = logging.getLogger("crowdselect")
@@ -202,7 +202,7 @@ class LocalBackend:
             if self._loader is not None:
                 self._tok, self._model = self._loader()
             else:
-                self._tok, self._model = load_causal_lm(self.cfg.model, device=self.cfg.device)
+                self._tok, self._model = shared_causal_lm(self.cfg.model, device=self.cfg.device)
             self._tok.padding_side = "left"
             if self._tok.pad_token is None:
                 self._tok.pad_token = self._tok.eos_token

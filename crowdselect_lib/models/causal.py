@@ -152,3 +152,16 @@ def load_causal_lm(name: str, device: str | None = None, dtype: str = "auto"):
         model = AutoModelForCausalLM.from_pretrained(resolve_model(name), dtype=torch_dtype).to(device)
     model.eval()
     return tok, model
+
+
+_SHARED: dict = {}
+
+
+def shared_causal_lm(name: str, device: str | None = None):
+    """`load_causal_lm` once per process for read-only use (generation, scoring), so the LLM baselines and IFD of
+    one chapter load their local model once. One model is kept at a time; never train the returned model."""
+    key = (name, device)
+    if key not in _SHARED:
+        _SHARED.clear()
+        _SHARED[key] = load_causal_lm(name, device=device)
+    return _SHARED[key]
