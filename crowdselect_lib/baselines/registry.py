@@ -144,5 +144,6 @@ def baseline_reports(reports: dict[str, dict], extra: list[str] = ()) -> pd.Data
     """One row per baseline: its label, whether the paper has it, the k it was asked for, candidates scored, LLM
     requests / failures / retries / cut-off replies, shortfall (rows it could not supply), plus `extra` fields."""
     cols = [*REPORT_COLUMNS, *extra]
-    return pd.DataFrame([{c: r.get(c) for c in cols} for r in reports.values()],
-                        index=pd.Index(list(reports), name="method"), columns=cols)
+    out = pd.DataFrame([{c: r.get(c) for c in cols} for r in reports.values()],
+                       index=pd.Index(list(reports), name="method"), columns=cols)
+    return out.drop(columns=[c for c in extra if out[c].isna().all()])   # an extra field no baseline here has
