@@ -286,7 +286,8 @@ def test_truncated_bpe_keeps_the_first_ids_and_still_encodes_every_text():
     full, small = Tokenizer.from_str(json.dumps(spec)), Tokenizer.from_str(json.dumps(cut))
     text = "Explain how vaccines train the immune system — café, naïve, 日本語 🙂 <|im_end|>"
     ids = small.encode(text).ids
-    assert max(ids) < 600 and small.decode(ids, skip_special_tokens=False) == full.decode(full.encode(text).ids, skip_special_tokens=False)
+    same = full.decode(full.encode(text).ids, skip_special_tokens=False)
+    assert max(ids) < 600 and small.decode(ids, skip_special_tokens=False) == same   # the same text back
     assert len(ids) > len(full.encode(text).ids)                                # fewer merges, more tokens
     with pytest.raises(ValueError, match=re.escape("special token '<|im_start|>' has id 1 >= 1")):
         models.truncated_bpe(spec, 1)
