@@ -48,57 +48,6 @@ def no_data(ax, text: str) -> None:
     ax.set_yticks([])
 
 
-def score_boxplot(scores: pd.DataFrame, title: str, ylabel: str = "reward score"):
-    """Distribution of one reward model's scores per generator model (columns of S), sorted by median."""
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(10, 4))
-    order = scores.median().sort_values().index
-    ax.boxplot([scores[m].dropna().to_numpy() for m in order], showfliers=False)
-    ax.set_xticks(range(1, len(order) + 1), order, rotation=75, fontsize=7)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
-    return fig
-
-
-def metric_distributions(metrics: pd.DataFrame, title: str):
-    """Histogram of each metric column (eqs. 3-5)."""
-    plt = pyplot()
-    fig, axes = plt.subplots(1, len(metrics.columns), figsize=(4 * len(metrics.columns), 3), squeeze=False)
-    for i, (ax, col) in enumerate(zip(axes[0], metrics.columns)):
-        ax.hist(metrics[col].dropna(), bins=50, color=color(str(col).capitalize(), i), alpha=0.85)
-        ax.set_title(col, fontsize=9)
-        ax.set_xlabel(col)
-    axes[0][0].set_ylabel("instructions")
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
-def correlation_heatmap(corr: pd.DataFrame, pval: pd.DataFrame | None, title: str):
-    """Annotated correlation matrix; p-values under each coefficient when given."""
-    plt = pyplot()
-    import seaborn as sns
-
-    annot = corr.round(2).astype(str)
-    if pval is not None:
-        annot = annot + "\n(p=" + pval.map(lambda p: f"{p:.1e}") + ")"
-    fig, ax = plt.subplots(figsize=(1.8 * len(corr) + 1.5, 1.5 * len(corr) + 0.8))
-    sns.heatmap(corr, annot=annot.to_numpy(), fmt="", vmin=-1, vmax=1, cmap="RdBu_r", ax=ax, square=True)
-    ax.set_title(title, fontsize=10)
-    return fig
-
-
-def cluster_sizes(clusters: pd.Series, title: str):
-    plt = pyplot()
-    counts = clusters.value_counts().sort_index()
-    fig, ax = plt.subplots(figsize=(6, 3))
-    ax.bar(counts.index.astype(str), counts.to_numpy(), color="tab:gray")
-    ax.set_xlabel("cluster")
-    ax.set_ylabel("instructions")
-    ax.set_title(title, fontsize=10)
-    return fig
-
-
 def cluster_map(coords: np.ndarray, labels, title: str):
     """2-D t-SNE map coloured by label (cluster or topic)."""
     plt = pyplot()
