@@ -13,6 +13,7 @@ import logging
 import numpy as np
 import pandas as pd
 
+from .. import training
 from .answers import anchor_system, load_answers, systems_table
 from .benchmarks import benchmarks_for
 from .proxy import LABEL as PROXY_LABEL
@@ -127,12 +128,12 @@ def score_summary(scores: pd.DataFrame) -> pd.DataFrame:
 
 def plot_scores(summary: pd.DataFrame, title: str):
     """Two bar panels (MT-Bench, Arena-Hard), one bar per system in the same order in both, coloured by subset as in
-    every chapter (`reporting.plots.color`; untouched models grey, preference-trained students hatched), with the
+    every chapter (`training.subset_colours`; untouched models grey, preference-trained students hatched), with the
     Arena-Hard bootstrap 95% interval, or min-max over repeated runs when there are several. Returns the figure."""
-    from ..reporting.plots import color, pyplot
-    from ..reporting.registry import subset_label
+    from ..reporting.plots import pyplot
 
     plt = pyplot()
+    colours = training.subset_colours(summary.loc[summary["kind"] == "trained", "subset"])
     benches = [b for b in ("mt_bench", "arena_hard") if b in set(summary["benchmark"])]
     order = list(dict.fromkeys(summary.sort_values("kind", key=lambda k: k == "trained", kind="stable")["label"]))
     fig, axes = plt.subplots(1, len(benches), figsize=(5.2 * len(benches), 3.8), squeeze=False)
@@ -143,8 +144,7 @@ def plot_scores(summary: pd.DataFrame, title: str):
         lo = np.where(d["n"] > 1, d["min"], d["ci_low"].fillna(d["mean"]))
         hi = np.where(d["n"] > 1, d["max"], d["ci_high"].fillna(d["mean"]))
         err = np.vstack([d["mean"] - lo, hi - d["mean"]]).clip(min=0)
-        colors = ["0.6" if k != "trained" else color(subset_label(sub), i)
-                  for i, (k, sub) in enumerate(zip(d["kind"], d["subset"]))]
+        colors = ["0.6" if k != "trained" else colours[sub] for k, sub in zip(d["kind"], d["subset"])]
         bars = ax.bar(range(len(d)), d["mean"], width=0.6, color=colors, edgecolor="k", linewidth=0.5)
         for bar, method in zip(bars, d["method"].fillna("")):
             if method in ("dpo", "simpo", "orpo"):
