@@ -8,16 +8,14 @@ from crowdselect_lib import ConfigError, load_config
 pytestmark = pytest.mark.faults
 
 
-def test_base_pointing_at_itself(tmp_path):
-    (tmp_path / "a.yaml").write_text("base: a.yaml\nselection: {k: 10}\n")
-    with pytest.raises(ConfigError, match=r"a.yaml: its base: chain loops \(a.yaml -> a.yaml\)"):
-        load_config(tmp_path / "a.yaml")
-
-
-def test_base_cycle_of_two(tmp_path):
-    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
-    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
-    with pytest.raises(ConfigError, match=r"loops \(a.yaml -> b.yaml -> a.yaml\)"):
+@pytest.mark.parametrize("files, message", [
+    ({"a.yaml": "base: a.yaml\nselection: {k: 10}\n"}, r"a.yaml: its base: chain loops \(a.yaml -> a.yaml\)"),
+    ({"a.yaml": "base: b.yaml\n", "b.yaml": "base: a.yaml\n"}, r"loops \(a.yaml -> b.yaml -> a.yaml\)"),
+], ids=["itself", "cycle-of-two"])
+def test_base_chain_that_loops(tmp_path, files, message):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(ConfigError, match=message):
         load_config(tmp_path / "a.yaml")
 
 
