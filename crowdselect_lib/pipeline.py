@@ -2,6 +2,7 @@
 
     python -m crowdselect_lib.pipeline demo [--params params/demo.yaml] [--only zoo,metrics]
     python -m crowdselect_lib.pipeline table --table 2 [--demo] [--root DIR]   # one paper table (`make table T=2`)
+    python -m crowdselect_lib.pipeline table --params my_table02.yaml --set zoo.data_dir=... [--set ...]
     python -m crowdselect_lib.pipeline tables [--demo] [--root DIR]            # the 16 paper tables (`make tables`)
 
 The library knows chapters by name: `stages()` maps a stage name to its notebook, built from the notebook files
@@ -12,6 +13,10 @@ A table (issue 10.4) runs every cell of its grid in the table's ONE run director
 table's plus the cell's overrides; identical steps have identical keys and are computed once for the batch. A
 cell whose judged scores are all done (their keys computed from the cell's config) is not executed again; the
 report chapter then renders the table from the keys of every cell.
+
+Before the first chapter, the cost gates (judge, LLM baselines; `preflight.closed_gates`) are checked from the
+plan: a closed gate stops the run there (`GateClosed`, naming the ``--set`` that opens it), not after training.
+Every failure prints one line (``error: ...``) and exits 1.
 """
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from .config import load_config
+from .config import ConfigError, load_config
 from .runs import Run, repo_root, write_text
 
 log = logging.getLogger("crowdselect")
@@ -60,6 +65,8 @@ def run_chain(params_file: str | Path, overrides: dict | None = None, only: list
 
     params_file = Path(params_file).resolve()
     cfg = load_config(params_file, overrides)
+    if only is None or set(only) - {"download"}:
+        check_gates(cfg)
     run = Run.from_config(cfg)
     out = Path(out_dir) if out_dir else run.dir / "notebooks"
     out.mkdir(parents=True, exist_ok=True)
@@ -88,6 +95,19 @@ def _stream_cells_to_run_log() -> None:
 
 class ChapterFailed(RuntimeError):
     """A chapter's notebook raised: its error type and message, and where the executed copy is."""
+
+
+class GateClosed(RuntimeError):
+    """A cost gate is closed for what the run plans (`preflight.closed_gates`): stopped before any chapter."""
+
+
+def check_gates(cfg) -> None:
+    """Raise `GateClosed` when the plan of `cfg` would hit a closed cost gate (judge or LLM baselines)."""
+    from .preflight import closed_gates
+
+    closed = closed_gates(cfg)
+    if closed:
+        raise GateClosed("; ".join(f"{c.what}: {c.detail}" for c in closed))
 
 
 def parse_sets(items: list[str]) -> dict:
@@ -132,16 +152,25 @@ def cell_complete(run, cfg) -> bool:
     return True
 
 
-def run_table(table: str | int, demo: bool = False, overrides: dict | None = None, kernel: str = "python3",
-              say=print) -> Path:
+def run_table(table: str | int | None, demo: bool = False, overrides: dict | None = None, kernel: str = "python3",
+              say=print, params: str | Path | None = None) -> Path:
     """Regenerate one paper table: each grid cell's chapters (skipped when complete), then the report chapter.
 
-    `demo=True` loads the params file's `demo:` block (a delta over ``params/demo.yaml``). Resolved params of
-    the table and of each cell go to ``runs/<run>/params/<table>/``; returns the run directory."""
+    `params`: a params file instead of the table's own (``params/tableNN.yaml``); the table is then its
+    ``tables.table`` unless `table` is given. `demo=True` loads the params file's `demo:` block (a delta over
+    ``params/demo.yaml``). Resolved params of the table and of each cell go to ``runs/<run>/params/<table>/``;
+    returns the run directory. A closed cost gate stops it before the first chapter (`check_gates`)."""
     from .reporting import cell_configs, params_file, table_spec
 
+    if params is not None:
+        cfg = load_config(Path(params).resolve(), overrides, demo=demo)
+        table = table if table is not None else cfg.tables.table
+        if table is None:
+            raise ValueError(f"{params}: tables.table is not set; name the table with --table")
     spec = table_spec(table)
-    cfg = load_config(params_file(spec.id), overrides, demo=demo)
+    if params is None:
+        cfg = load_config(params_file(spec.id), overrides, demo=demo)
+    check_gates(cfg)
     run = Run.from_config(cfg)
     params_dir = run.dir / "params" / spec.params_name
     table_yaml = write_text(cfg.to_yaml(), params_dir / "table.yaml")
@@ -174,26 +203,37 @@ def main(argv: list[str] | None = None) -> int:
     for name, text in (("table", "regenerate one paper table"), ("tables", "regenerate the 16 paper tables")):
         p = sub.add_parser(name, help=text)
         if name == "table":
-            p.add_argument("--table", required=True, help="paper table (the paper text's numbering), e.g. 2, v1-17")
+            p.add_argument("--table", default=None, help="paper table (the paper text's numbering), e.g. 2, v1-17; "
+                           "with --params: default its tables.table")
+            p.add_argument("--params", default=None, help="a params file instead of the table's own, e.g. a copy "
+                           "of params/table02.yaml pointing at local data")
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="a dotted override, e.g. --set zoo.data_dir=/data/magpie (repeatable)")
         p.add_argument("--demo", action="store_true", help="the params file's offline demo scale")
         p.add_argument("--root", default=None, help="runs root (default: the params' run.root, runs/)")
     args = ap.parse_args(argv)
+    if args.cmd == "table" and args.table is None and args.params is None:
+        ap.error("table: give --table N or --params FILE")
+    try:
+        return _run(args, RESULT_TABLES)
+    except (ChapterFailed, GateClosed, ConfigError, ValueError, KeyError, OSError) as e:
+        print(f"error: {str(e).strip(chr(34) + chr(39))}", file=sys.stderr)
+        return 1
+
+
+def _run(args, tables) -> int:
+    sets = parse_sets(args.set)
     if args.cmd == "demo":
         t0 = time.perf_counter()
-        try:
-            out = run_chain(args.params, overrides=parse_sets(args.set) or None,
-                            only=[s for s in args.only.split(",") if s] or None)
-        except (ChapterFailed, ValueError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 1
+        out = run_chain(args.params, overrides=sets or None, only=[s for s in args.only.split(",") if s] or None)
         print(f"done in {time.perf_counter() - t0:.0f} s; executed notebooks in {out / 'notebooks'}")
         return 0
-    over = {"run.root": args.root} if args.root else None
+    over = {**sets, **({"run.root": args.root} if args.root else {})} or None
     t_all = time.perf_counter()
-    for t in [args.table] if args.cmd == "table" else RESULT_TABLES:
+    for t in [args.table] if args.cmd == "table" else tables:
         t0 = time.perf_counter()
-        out = run_table(t, demo=args.demo, overrides=over)
-        print(f"table {t}: done in {time.perf_counter() - t0:.0f} s; rendered under {out / 'tables'}")
+        out = run_table(t, demo=args.demo, overrides=over, params=getattr(args, "params", None))
+        print(f"table {t or out.name}: done in {time.perf_counter() - t0:.0f} s; rendered under {out / 'tables'}")
     print(f"all done in {time.perf_counter() - t_all:.0f} s")
     return 0
 

@@ -35,7 +35,7 @@ def hand_config(**extra):
         "selection": {"k": 100, "subsets": [{"name": "a", "metric": "difficulty"},
                                             {"name": "b", "metric": "crowdselect", "clustered": True}]},
         "baselines": {"methods": ["random", "direct_score", "selectllm"], "llm_subset": None,
-                      "selectllm_subset": None, "selectllm_clusters": 10},
+                      "selectllm_subset": None, "selectllm_clusters": 10, "confirm_cost": True},
         "llm": {"backend": "openai", "model": "judge-x", "base_url": "http://judge.invalid/v1", "max_new_tokens": 256,
                 "api_key_env": KEY_ENV},
         "training": {"student": "s1", "students": None, "methods": ["sft_full"], "subsets": None, "seeds": [1, 2],
@@ -45,7 +45,7 @@ def hand_config(**extra):
                   "judge_api_key_env": KEY_ENV, "n_questions": 10, "mt_bench_max_new_tokens": 100,
                   "arena_hard_max_new_tokens": 200, "repetitions": 2, "anchor": "s1", "systems": None,
                   "benchmarks": ["mt_bench", "arena_hard"], "price_per_mtok_in": 1.0, "price_per_mtok_out": 2.0,
-                  "student_backend": "local"},
+                  "student_backend": "local", "confirm_cost": True},
         "tables": {"grid": []},
     }
     overrides.update(extra)

@@ -9,7 +9,7 @@ Every baseline returns the SELECTION TABLE of `selection.selection_table`, as Cr
 - `asking`      asking an LLM for a validated answer (retries, counted failures)
 - `registry`    the method registry and the keyed steps: `baseline_step`, `load_run_baseline`, `run_baseline`
 """
-from .asking import ParseError, Truncated, ask_with_retries, llm_report
+from .asking import LLMCostNotConfirmed, ParseError, Truncated, ask_with_retries, check_llm_cost, llm_report
 from .common import Baseline, Context, Picked, candidates, subset_k, top_available, top_k
 from .coreset import coreset_pick, k_center_greedy
 from .ifd import (ALPACA_PROMPT, IFD_COLUMNS, encode_pairs, ifd_pick, ifd_scores, instruction_stats, load_run_ifd,
@@ -26,7 +26,8 @@ from .selectllm import (diverse_queries, figure4_prompt, parse_indices, picks_fr
 __all__ = ["METHODS", "REGISTRY", "Baseline", "Context", "Picked", "ParseError", "Truncated", "baseline_step",
            "load_run_baseline", "run_baseline", "run_baselines", "baseline_reports", "methods_table", "methods_of",
            "reply_examples", "resolve",
-           "ask_with_retries", "llm_report", "candidates", "subset_k", "top_k", "top_available", "random_pick",
+           "ask_with_retries", "check_llm_cost", "LLMCostNotConfirmed", "llm_report", "candidates", "subset_k",
+           "top_k", "top_available", "random_pick",
            "length_pick", "reward_pick", "token_lengths", "answer_by_length", "parse_grade", "parse_tags",
            "parse_official_labels", "normalise_tag", "instag_order", "instag_pick", "direct_score_pick",
            "direct_score_ratings", "direct_score_conversations", "instag_conversations", "ALPAGASUS_SYSTEM",

@@ -36,9 +36,30 @@ def llm_identity(cfg, max_new_tokens: int, prompt) -> dict:
             "example": cfg.baselines.llm_example}
 
 
+class LLMCostNotConfirmed(RuntimeError):
+    """The LLM baselines would send more paid requests than `baselines.max_calls_without_confirm` unconfirmed."""
+
+
+def check_llm_cost(llm, cfg, conversations, settings: GenerationSettings) -> None:
+    """The LLM baselines' cost gate: raise `LLMCostNotConfirmed` (naming the ``--set`` that opens it) when an
+    OpenAI-compatible backend would send more uncached requests than `baselines.max_calls_without_confirm`."""
+    b = cfg.baselines
+    if cfg.llm.backend != "openai" or b.confirm_cost or not hasattr(llm, "estimate"):
+        return
+    n = llm.estimate(conversations, settings)["to_send"]
+    if n > b.max_calls_without_confirm:
+        raise LLMCostNotConfirmed(
+            f"the LLM baselines would send {n:,} requests to {cfg.llm.model}, more than "
+            f"baselines.max_calls_without_confirm={b.max_calls_without_confirm}; open the gate with "
+            f"--set baselines.confirm_cost=true")
+
+
 def client(run, cfg):
-    """The run's LLM client (`llm` section), its reply cache under ``<run>/cache/llm``."""
-    return make_llm(cfg.llm, cache_dir=run.dir / "cache" / "llm")
+    """The run's LLM client (`llm` section), its reply cache under ``<run>/cache/llm``; `ask_with_retries` runs
+    its cost gate (`check_llm_cost`) before the first request."""
+    llm = make_llm(cfg.llm, cache_dir=run.dir / "cache" / "llm")
+    llm.cost_gate = lambda conversations, settings: check_llm_cost(llm, cfg, conversations, settings)
+    return llm
 
 
 def _ask(llm, convs, settings):
@@ -61,6 +82,9 @@ def ask_with_retries(llm, conversations: list[list[dict]], parse, settings: Gene
     parsers = list(parse) if isinstance(parse, (list, tuple)) else [parse] * n
     if len(parsers) != n:
         raise ValueError(f"{len(parsers)} parsers for {n} conversations")
+    gate = getattr(llm, "cost_gate", None)
+    if gate is not None:
+        gate(conversations, settings)
     convs, todo = [list(c) for c in conversations], list(range(n))
     for _ in range(max_retries + 1):
         if not todo:

@@ -194,13 +194,18 @@ def _pre_training(cfg):
 
 
 def pre_model_step(run, cfg) -> Step:
-    """The pre-experienced model (its folder ``model/`` inside the step)."""
+    """The pre-experienced model (its folder ``model/`` inside the step), keyed by what changes that model only:
+    the training fields a training folder is keyed by (`training.fit.RUN_ONLY` left out: logging, seeds, methods,
+    subsets...) and the model's pinned revision."""
+    from ..training.fit import RUN_ONLY
+
     b = cfg.baselines
     settings = {"model": model_name(cfg), "prompt": b.ifd_prompt, "max_length": b.ifd_max_length,
                 "reward_model": default_reward_model(cfg), **candidate_settings(cfg, b.ifd_subset),
                 "clusters": b.ifd_pre_clusters, "per_cluster": b.ifd_pre_per_cluster,
                 "percentiles": list(b.ifd_pre_percentiles), "steps": b.ifd_pre_steps, "seed": cfg.run.seed,
-                "training": dataclasses.asdict(_pre_training(cfg))}
+                "revision": cfg.training.student_revisions.get(model_name(cfg)),
+                "training": {k: v for k, v in dataclasses.asdict(_pre_training(cfg)).items() if k not in RUN_ONLY}}
     return Step(run.dir, "baselines", "ifd-pre_model", settings, {"zoo": zoo_step(run, cfg).key}, VERSION)
 
 

@@ -80,6 +80,8 @@ class BaselinesConfig:
     llm_subset: Optional[int] = None   # Direct score / Instag candidates (random, seeded); None = every instruction
     llm_max_retries: int = 2           # re-asks of a reply without a valid answer, then a counted failure
     llm_example: bool = False          # one worked example turn before each request (ours, for tiny local LLMs)
+    confirm_cost: bool = False         # must be true to send more than max_calls_without_confirm paid LLM requests
+    max_calls_without_confirm: int = 200   # the LLM baselines' cost gate (openai backend; cached replies are free)
     direct_score_dimension: Literal["accuracy", "helpfulness"] = "accuracy"   # Alpagasus' two prompts
     direct_score_max_new_tokens: int = 256    # Alpagasus' max_tokens (the grade is on the first line)
     instag_tagging: Literal["open", "official_labels"] = "open"   # InsTag's open tags | official code's 29 labels
@@ -107,6 +109,8 @@ class BaselinesConfig:
                     "direct_score_max_new_tokens", "instag_max_new_tokens", "selectllm_max_new_tokens"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"baselines.{key}: must be positive, got {getattr(self, key)}")
+        if self.max_calls_without_confirm < 0:
+            raise ConfigError(f"baselines.max_calls_without_confirm: must be >= 0, got {self.max_calls_without_confirm}")
         if self.llm_max_retries < 0:
             raise ConfigError(f"baselines.llm_max_retries: must be >= 0, got {self.llm_max_retries}")
         lo_hi = self.ifd_pre_percentiles

@@ -6,7 +6,7 @@ Dollars use ``judge.price_per_mtok_in/out`` for the judge and for LLM-baseline c
 endpoint; other LLM calls are counted but not priced. Grid cells share identical steps (same settings = same step
 key), so a step whose settings repeat in another cell is counted once.
 
-- trainings = subsets x students x methods x seeds (`training.subsets` None = every selection + baseline);
+- trainings = subsets x students x methods x seeds (`training.subset_names`: the table's printed rows);
   optimizer steps per training = ceil(epochs x ceil(ceil(n / (batch x world)) / accumulation)), n = the subset's
   k (or `demo_examples`) less round(k x eval_fraction) held out; `max_steps` > 0 replaces that.
 - judged systems = every trained system + each untouched student and the anchor (`judge.systems` when set);
@@ -20,9 +20,10 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from ..config import RunConfig
+from ..training import subset_names
 
 MT_BENCH_QUESTIONS, ARENA_HARD_QUESTIONS = 80, 500
-ZOO_SIZES = {"magpie": (100_000, 19), "alpacaeval": (805, 19)}   # (instructions, models); demo: n_instructions x 19
+ZOO_SIZES = {"magpie": (100_000, 19), "alpacaeval": (805, 56)}   # (instructions, models) when downloaded; demo: x 19
 SFT_METHODS = ("sft_full", "sft_lora")
 
 
@@ -40,6 +41,7 @@ class TokenAssumptions:
     rate_reply: int = 100
     selectllm_prompt: int = 150
     selectllm_reply: int = 30
+    student_answer: int = 550          # mean student answer (issue 20's rehearsal: ~63M tokens for 172 x 660 answers)
 
 
 @dataclass
@@ -80,8 +82,11 @@ def _key(cfg: RunConfig, *sections: str) -> str:
     return json.dumps({s: asdict(getattr(cfg, s)) for s in sections}, sort_keys=True, default=str)
 
 
-def zoo_size(cfg: RunConfig) -> tuple[int, int]:
-    """(instructions, models) of the configured zoo."""
+def zoo_size(cfg: RunConfig, measured: dict | None = None) -> tuple[int, int]:
+    """(instructions, models) of the configured zoo: `measured[zoo.data_dir]` (the local folder's real size, from
+    `data.check_zoo_dir`), else the simulated zoo's or the downloaded source's size."""
+    if measured and cfg.zoo.data_dir in measured:
+        return measured[cfg.zoo.data_dir]
     n, m = (cfg.zoo.n_instructions, 19) if cfg.zoo.source == "demo" else ZOO_SIZES[cfg.zoo.source]
     return (min(n, cfg.zoo.limit) if cfg.zoo.limit else n), m
 
@@ -102,10 +107,6 @@ def train_steps(cfg: RunConfig, method: str, world_size: int = 1) -> int:
     return math.ceil(t.epochs * math.ceil(batches / t.accumulation(world_size)))
 
 
-def trained_subsets(cfg: RunConfig) -> list[str]:
-    if cfg.training.subsets is not None:
-        return list(cfg.training.subsets)
-    return [s.name for s in cfg.selection.subsets] + list(cfg.baselines.methods)
 
 
 def _price(cfg: RunConfig, prompt: int, completion: int, same_endpoint: bool = True) -> float | None:
@@ -127,8 +128,10 @@ def _add(rows: dict, step: str, unit: str, count: int = 0, calls: int = 0, promp
     r.detail = detail or r.detail
 
 
-def plan(configs: dict[str, RunConfig], world_size: int = 1, tokens: TokenAssumptions = TokenAssumptions()) -> Plan:
-    """The plan of every grid cell's config (`checks.cells`), identical steps counted once."""
+def plan(configs: dict[str, RunConfig], world_size: int = 1, tokens: TokenAssumptions = TokenAssumptions(),
+         zoo_sizes: dict | None = None) -> Plan:
+    """The plan of every grid cell's config (`checks.cells`), identical steps counted once; `zoo_sizes`: the real
+    (instructions, models) of each local ``zoo.data_dir``."""
     tk, rows, seen = tokens, {}, set()
 
     def once(*key) -> bool:
@@ -138,7 +141,7 @@ def plan(configs: dict[str, RunConfig], world_size: int = 1, tokens: TokenAssump
         return True
 
     for cfg in configs.values():
-        n, m = zoo_size(cfg)
+        n, m = zoo_size(cfg, zoo_sizes)
         zoo = _key(cfg, "zoo")
         for rm in cfg.scoring.reward_models:
             if once("score", rm, zoo, _key(cfg, "scoring")):
@@ -179,7 +182,7 @@ def plan(configs: dict[str, RunConfig], world_size: int = 1, tokens: TokenAssump
         upstream = _key(cfg, "zoo", "metrics", "scoring", "embedding", "clustering", "selection", "baselines")
         tr = {k: v for k, v in asdict(cfg.training).items() if k not in ("student", "students")}
         systems = []
-        for subset in trained_subsets(cfg):
+        for subset in subset_names(cfg):
             for student in cfg.training.students or [cfg.training.student]:
                 for method in cfg.training.methods:
                     for seed in cfg.training.seeds:

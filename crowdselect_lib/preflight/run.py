@@ -9,6 +9,8 @@ import sys
 from ..config import ConfigError, RunConfig, load_config
 from .checks import (LLM_BASELINES, Check, cells, check_chat, check_gpus, check_hub, check_load,
                      base_models, check_served_models, cuda_gpus, endpoint_config, memory_needs, model_refs)
+from .budget import budget, budget_lines
+from .data import check_bench_dir, check_prices, check_zoo_dir, cost_gates
 from .plan import plan, plan_lines
 
 
@@ -17,6 +19,18 @@ def run_preflight(cfg: RunConfig, *, gpus: list[tuple[str, float]] | None = None
     """Every check over every grid cell, then the plan; prints one line each; 1 if any check failed."""
     checks: list[Check] = []
     configs = cells(cfg)
+    sizes, looked = {}, set()   # the data folders of every cell, each checked once
+    for c in configs.values():
+        if ("zoo", c.zoo.source, c.zoo.data_dir, c.zoo.limit) not in looked:
+            looked.add(("zoo", c.zoo.source, c.zoo.data_dir, c.zoo.limit))
+            check, size = check_zoo_dir(c)
+            checks += [check] if check else []
+            if size:
+                sizes[c.zoo.data_dir] = size
+        if ("bench", c.judge.data_dir, tuple(c.judge.benchmarks)) not in looked:
+            looked.add(("bench", c.judge.data_dir, tuple(c.judge.benchmarks)))
+            checks += check_bench_dir(c)
+        checks += [ch for ch in check_prices(c) if ch not in checks]
     refs = list({(r.name, r.auto): r for c in configs.values() for r in model_refs(c)}.values())
     n_params: dict[str, int] = {}
     hubs: dict[str, Check] = {}
@@ -53,14 +67,30 @@ def run_preflight(cfg: RunConfig, *, gpus: list[tuple[str, float]] | None = None
     needs = list({n.what: n for c in configs.values() for n in memory_needs(c, n_params)}.values())
     gpus = cuda_gpus() if gpus is None else gpus
     checks += check_gpus(needs, gpus, unknown)
+    world = world_size or max(1, len(gpus))
+    p = plan(configs, world_size=world, zoo_sizes=sizes)
+    checks += cost_gates(configs, p)
     for ch in checks:
         log(ch.line())
-    p = plan(configs, world_size=world_size or max(1, len(gpus)))
     for line in plan_lines(p):
+        log(line)
+    for line in budget_lines(budget(p, configs, n_params, world_size=world), p, configs, world_size=world):
         log(line)
     failed = [ch for ch in checks if ch.failed]
     log(f"preflight: {len(failed)} problem(s)" + (" (FAIL lines above)" if failed else "; ready"))
     return 1 if failed else 0
+
+
+def closed_gates(cfg: RunConfig) -> list[Check]:
+    """The FAIL lines of the cost gates (judge, LLM baselines) over every grid cell, from the plan alone: what
+    `pipeline` checks before the first chapter, so a closed gate stops a run before any GPU work."""
+    configs = cells(cfg)
+    sizes = {}
+    for c in configs.values():
+        _, size = check_zoo_dir(c)
+        if size:
+            sizes[c.zoo.data_dir] = size
+    return [ch for ch in cost_gates(configs, plan(configs, zoo_sizes=sizes)) if ch.failed]
 
 
 def main(argv: list[str] | None = None) -> int:

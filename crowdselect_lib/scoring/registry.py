@@ -71,8 +71,10 @@ REWARD_MODELS = {s.name: s for s in [
 
 def registry_table(scoring=None) -> pd.DataFrame:
     """The registry as a table (one row per reward model: source, kind, batch, length, attention, BOS rule, remote
-    code), with `scoring`'s overrides applied when given (what a run will use)."""
-    specs = [resolve_spec(n, scoring) if scoring is not None else s for n, s in REWARD_MODELS.items()]
+    code), with `scoring`'s overrides applied when given to the models the run uses (`scoring.reward_models`):
+    `scoring.model_dir` resolves only those; the others are shown as the registry has them."""
+    used = set(scoring.reward_models) if scoring is not None else set()
+    specs = [resolve_spec(n, scoring) if n in used or s.source in used else s for n, s in REWARD_MODELS.items()]
     return pd.DataFrame([{"reward model": s.name, "source": s.source, "kind": s.kind, "batch": s.batch_size,
                           "max length": s.max_length, "attention": s.attn_implementation if s.attn_implementation
                           != "auto" else f"auto (flash-attn, else {s.attn_fallback})", "BOS rule": s.bos,

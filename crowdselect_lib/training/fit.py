@@ -72,10 +72,25 @@ def mean_loss(log_history: list[dict]) -> float | None:
     return float(sum(w * x for w, (_, x) in zip(weights, logged)) / sum(weights))
 
 
-def _save_model(trainer, model_dir: Path) -> None:
-    """Weights or adapter, tokenizer (chat template, end-of-turn EOS), generation config, rendered template sample."""
-    tok = trainer.processing_class
+def save_dtype(precision: dict) -> str | None:
+    """The dtype a trained model is saved in: the one it trained in (bf16 / fp16 autocast on a GPU: half the disk
+    of fp32 master weights), else None (its load dtype)."""
+    return "bfloat16" if precision.get("bf16") else "float16" if precision.get("fp16") else None
+
+
+def _save_model(trainer, model_dir: Path, dtype: str | None = None) -> None:
+    """Weights or adapter on EVERY rank (`trainer.save_model` gathers sharded FSDP / ZeRO-3 weights collectively:
+    rank 0 alone would hang), cast to `dtype` first where the weights are whole on each rank; then, on the main
+    process only, the tokenizer (chat template, end-of-turn EOS), generation config and rendered template sample."""
+    if dtype is not None and not (getattr(trainer, "is_fsdp_enabled", False)
+                                  or getattr(trainer, "is_deepspeed_enabled", False)):
+        import torch
+
+        trainer.model.to(getattr(torch, dtype))
     trainer.save_model(str(model_dir))
+    if not trainer.is_world_process_zero():
+        return
+    tok = trainer.processing_class
     tok.save_pretrained(str(model_dir))
     model = trainer.model.get_base_model() if hasattr(trainer.model, "get_base_model") else trainer.model
     model.generation_config.save_pretrained(str(model_dir))
@@ -121,9 +136,9 @@ def train(cfg, method: str, train_rows, output_dir, *, model_name: str | None = 
                          n_eval=len(eval_rows), seconds=round(time.perf_counter() - t0, 1),
                          resumed_from=Path(resume).name if resume else None, dropped=dropped,
                          precision=info["precision"], batch=info["batch"], eos=info["eos"], log_history=history)
+    with quiet():
+        _save_model(trainer, out / "model", save_dtype(info["precision"]))
     if trainer.is_world_process_zero():
-        with quiet():
-            _save_model(trainer, out / "model")
         write_json(result.to_dict(), out / "metrics.json")
         if not cfg.keep_checkpoints:
             shutil.rmtree(out / "checkpoints", ignore_errors=True)
@@ -160,4 +175,4 @@ def load_trained(path, device: str | None = None, merge: bool = True, dtype: str
 
 
 __all__ = ["TrainResult", "train", "load_trained", "last_checkpoint", "mean_loss", "TEMPLATE_SAMPLE_FILE",
-           "RUN_ONLY"]
+           "RUN_ONLY", "save_dtype"]

@@ -35,11 +35,23 @@ def students(cfg) -> list[str]:
     return list(cfg.training.students or [cfg.training.student])
 
 
+UNTRAINED_ROWS = ("base",)   # table rows that are untouched students, not trained subsets
+
+
 def subset_names(cfg) -> list[str]:
-    """``training.subsets``, else every selection subset (chapter 05) and every baseline (chapter 06)."""
+    """The subsets this run trains: ``training.subsets`` when set (it wins); else the rows the table prints
+    (``tables.rows`` less the untouched ``base``: Table 2 trains its 7 printed subsets, not all 14); else every
+    selection subset (chapter 05) and every baseline (chapter 06). A row that is none of these is an error."""
     if cfg.training.subsets is not None:
         return list(cfg.training.subsets)
-    return [s.name for s in cfg.selection.subsets] + list(cfg.baselines.methods)
+    every = [s.name for s in cfg.selection.subsets] + list(cfg.baselines.methods)
+    if cfg.tables.rows is None:
+        return every
+    unknown = [r for r in cfg.tables.rows if r not in every and r not in UNTRAINED_ROWS]
+    if unknown:
+        raise ValueError(f"tables.rows names {unknown}: neither a selection subset (selection.subsets), a baseline "
+                         f"(baselines.methods) nor an untouched row {list(UNTRAINED_ROWS)}")
+    return [r for r in cfg.tables.rows if r not in UNTRAINED_ROWS]
 
 
 def subset_kind(cfg, name: str) -> str:
@@ -174,13 +186,16 @@ def train_all(run, cfg, *, subsets: list[str] | None = None, methods: list[str] 
 
 
 def loss_history(run, cfg) -> pd.DataFrame:
-    """Logged losses of every finished training: ``system, subset, method, step, loss`` (long table)."""
+    """Logged losses of every finished training: ``system, subset, method, step, loss`` (long table). A run shorter
+    than ``training.logging_steps`` logs no step loss: its mean training loss stands at its last step instead."""
     frames = []
     for r in trained_systems(run, cfg).itertuples():
         if not r.done:
             continue
         hist = read_json(Path(r.path).parent / "metrics.json")["log_history"]
-        frames.append(pd.DataFrame([(h["step"], h["loss"]) for h in hist if "loss" in h], columns=["step", "loss"])
+        points = [(h["step"], h["loss"]) for h in hist if "loss" in h]
+        points = points or [(h["step"], h["train_loss"]) for h in hist if "train_loss" in h][-1:]
+        frames.append(pd.DataFrame(points, columns=["step", "loss"])
                       .assign(system=r.system, subset=r.subset, method=r.method))
     cols = ["system", "subset", "method", "step", "loss"]
     return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
