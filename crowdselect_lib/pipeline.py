@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from .config import ConfigError, load_config
+from .config import ConfigError, load_config, parse_sets
 from .runs import Run, repo_root, write_text
 
 log = logging.getLogger("crowdselect")
@@ -108,19 +108,6 @@ def check_gates(cfg) -> None:
     closed = closed_gates(cfg)
     if closed:
         raise GateClosed("; ".join(f"{c.what}: {c.detail}" for c in closed))
-
-
-def parse_sets(items: list[str]) -> dict:
-    """``--set key=value`` pairs as dotted overrides; values are read as YAML (``k=60``, ``w=[1,-1,1.5]``)."""
-    import yaml
-
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. selection.k=60")
-        out[key] = yaml.safe_load(value)
-    return out
 
 
 def cell_stages(cfg, spec) -> list[str]:

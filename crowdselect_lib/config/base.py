@@ -1,9 +1,11 @@
 """What every params section shares: the error type, the training methods, and the value checks run at load time."""
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 TRAIN_METHODS = ("sft_full", "sft_lora", "dpo", "simpo", "orpo")   # Tables 2, 9, 17
+MAX_SEED = 2**32 - 1   # numpy and scikit-learn seeds are 0 .. 2**32 - 1
 
 
 class ConfigError(ValueError):
@@ -26,3 +28,18 @@ def weights_problem(weights) -> Optional[str]:
     if not any(weights):
         return "are all zero: every instruction would score the same"
     return None
+
+
+def seed_ok(seed) -> bool:
+    """A seed numpy, torch and scikit-learn all take: an integer in 0 .. 2**32 - 1."""
+    return 0 <= seed <= MAX_SEED
+
+
+def home(path: Optional[str], key: str) -> Optional[str]:
+    """A folder setting with a leading ``~`` expanded, as a shell would (a ConfigError naming `key` if it cannot)."""
+    if path is None or not path.startswith("~"):
+        return path
+    out = os.path.expanduser(path)
+    if out.startswith("~"):
+        raise ConfigError(f"{key}: {path!r}: cannot expand '~' (no such user or no home directory); give a full path")
+    return out

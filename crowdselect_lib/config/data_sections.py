@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Optional
 
 from ..runs.run import check_name
-from .base import ConfigError, check_rules, weights_problem
+from .base import ConfigError, check_rules, home, seed_ok, weights_problem
 
 
 @dataclass
@@ -20,6 +20,7 @@ class ZooConfig:
     drop_incomplete: bool = False      # drop instructions missing a model's answer/score (counted, recorded)
 
     def __post_init__(self):
+        self.data_dir = home(self.data_dir, "zoo.data_dir")
         check_rules(self, "zoo", [
             ("n_instructions", 100 <= self.n_instructions <= 3_000_000, "must be within 100 .. 3,000,000"),
             ("limit", self.limit is None or self.limit >= 1, "must be >= 1 or null"),
@@ -72,6 +73,7 @@ class ClusteringConfig:
     def __post_init__(self):
         check_rules(self, "clustering", [
             ("n_clusters", self.n_clusters >= 2, "must be >= 2"),
+            ("seed", seed_ok(self.seed), "must be within 0 .. 2**32 - 1"),
             ("n_init", self.n_init >= 1, "must be >= 1"),
             ("tsne_points", self.tsne_points >= 10, "must be >= 10")])
 
@@ -162,6 +164,7 @@ class ScoringConfig:
     device: Optional[str] = None       # None = cuda if available (device_map="auto" across GPUs), else cpu
 
     def __post_init__(self):
+        self.model_dir = home(self.model_dir, "scoring.model_dir")
         check_rules(self, "scoring", [
             ("reward_models", len(self.reward_models) >= 1, "must name at least one reward model"),
             ("batch_size", self.batch_size is None or self.batch_size >= 1, "must be >= 1 or null"),

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
 
 from ..runs.run import check_unique
-from .base import TRAIN_METHODS, ConfigError, check_rules
+from .base import TRAIN_METHODS, ConfigError, check_rules, home, seed_ok
 
 
 @dataclass
@@ -40,6 +40,7 @@ class LLMConfig:
     device: Optional[str] = None       # local backend; None = cuda if available else cpu (models.device_and_dtype)
 
     def __post_init__(self):
+        self.cache_dir = home(self.cache_dir, "llm.cache_dir")
         check_llm_limits(self, "llm")
 
 
@@ -111,6 +112,8 @@ class BaselinesConfig:
                 raise ConfigError(f"baselines.{key}: must be positive, got {getattr(self, key)}")
         if self.max_calls_without_confirm < 0:
             raise ConfigError(f"baselines.max_calls_without_confirm: must be >= 0, got {self.max_calls_without_confirm}")
+        if not seed_ok(self.random_seed):
+            raise ConfigError(f"baselines.random_seed: must be within 0 .. 2**32 - 1, got {self.random_seed}")
         if self.llm_max_retries < 0:
             raise ConfigError(f"baselines.llm_max_retries: must be >= 0, got {self.llm_max_retries}")
         lo_hi = self.ifd_pre_percentiles
@@ -187,6 +190,13 @@ class TrainingConfig:
             ("preference_max_steps", self.preference_max_steps is None or self.preference_max_steps == -1
              or self.preference_max_steps >= 1, "must be >= 1, -1 or null"),
             ("warmup_steps", self.warmup_steps >= 0, "must be >= 0"),
+            ("weight_decay", 0 <= self.weight_decay < float("inf"), "must be a finite number >= 0"),
+            ("eval_steps", self.eval_steps is None or self.eval_steps >= 1, "must be >= 1 or null"),
+            ("lora_alpha", self.lora_alpha >= 1, "must be >= 1"),
+            ("dpo_beta", 0 < self.dpo_beta < float("inf"), "must be a finite number > 0"),
+            ("simpo_beta", 0 < self.simpo_beta < float("inf"), "must be a finite number > 0"),
+            ("simpo_gamma", 0 <= self.simpo_gamma < float("inf"), "must be a finite number >= 0"),
+            ("orpo_beta", 0 < self.orpo_beta < float("inf"), "must be a finite number > 0"),
             ("max_length", self.max_length >= 16, "must be >= 16"),
             ("logging_steps", self.logging_steps >= 1, "must be >= 1"),
             ("save_steps", self.save_steps is None or self.save_steps >= 1, "must be >= 1 or null"),
@@ -195,6 +205,7 @@ class TrainingConfig:
             ("lora_r", self.lora_r >= 1, "must be >= 1"),
             ("lora_dropout", 0.0 <= self.lora_dropout < 1.0, "must be within [0, 1)"),
             ("seeds", len(self.seeds) > 0 and len(set(self.seeds)) == len(self.seeds), "must be distinct, at least one"),
+            ("seeds", all(seed_ok(s) for s in self.seeds), "must be within 0 .. 2**32 - 1"),
             ("demo_examples", self.demo_examples is None or self.demo_examples >= 2, "must be >= 2 or null")])
         if self.subsets is not None:
             try:
@@ -265,7 +276,12 @@ class JudgeConfig:
                  ("arena_hard_max_new_tokens", self.arena_hard_max_new_tokens >= 1, "must be >= 1"),
                  ("n_bootstrap", self.n_bootstrap >= 1, "must be >= 1"),
                  ("max_calls_without_confirm", self.max_calls_without_confirm >= 0, "must be >= 0"),
+                 ("price_per_mtok_in", self.price_per_mtok_in is None or 0 <= self.price_per_mtok_in < float("inf"),
+                  "must be a finite number >= 0 (USD per million tokens) or null"),
+                 ("price_per_mtok_out", self.price_per_mtok_out is None or 0 <= self.price_per_mtok_out < float("inf"),
+                  "must be a finite number >= 0 (USD per million tokens) or null"),
                  ("benchmarks", len(self.benchmarks) == len(set(self.benchmarks)) > 0, "must be non-empty, no repeats")]
+        self.data_dir = home(self.data_dir, "judge.data_dir")
         check_rules(self, "judge", rules)
         clash = sorted(set(self.judge_extra_body) & {"model", "messages"})
         if clash:
@@ -304,3 +320,6 @@ class TablesConfig:
     formats: list[Literal["markdown", "latex", "html"]] = field(
         default_factory=lambda: ["markdown", "latex", "html"])
     figures_dir: Optional[str] = None  # None = figures/ beside the runs root (the repo's figures/)
+
+    def __post_init__(self):
+        self.figures_dir = home(self.figures_dir, "tables.figures_dir")

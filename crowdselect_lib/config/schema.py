@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 import yaml
 
 from ..runs.store import digest
-from .base import TRAIN_METHODS, ConfigError, check_rules, weights_problem  # noqa: F401  (re-exported)
+from ..runs.run import check_name
+from .base import TRAIN_METHODS, ConfigError, check_rules, home, seed_ok, weights_problem  # noqa: F401
 from .data_sections import (ClusteringConfig, EmbeddingConfig, MetricsConfig, RewardModelConfig,  # noqa: F401
                             ScoringConfig, SelectionConfig, SubsetSpec, ZooConfig)
 from .run_sections import (BaselinesConfig, GridCell, JudgeConfig, LLMConfig, TablesConfig,  # noqa: F401
@@ -25,6 +26,15 @@ class RunSection:
     root: str = "runs"                 # relative paths resolve against the repository root
     seed: int = 0
     offline_demo: bool = True          # printed in every caption when true
+
+    def __post_init__(self):
+        try:
+            check_name(self.name, "run.name")
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        self.root = home(self.root, "run.root")   # ~/runs is the user's home, never a folder named "~"
+        check_rules(self, "run", [("seed", seed_ok(self.seed), "must be within 0 .. 2**32 - 1"),
+                                  ("root", bool(self.root.strip()), "must be a folder")])
 
 
 @dataclass

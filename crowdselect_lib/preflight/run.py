@@ -102,14 +102,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="dotted override, YAML value, e.g. --set judge.n_questions=10")
     ap.add_argument("--world-size", type=int, default=None, help="GPUs the training will use (default: visible)")
     args = ap.parse_args(argv)
-    import yaml
-
+    from ..config import parse_sets
     from ..runs.run import params_dir
 
     path = args.params or f"params/table{int(args.table):02d}.yaml"
     try:
         path = args.params or params_dir() / f"table{int(args.table):02d}.yaml"
-        overrides = {k: yaml.safe_load(v) for k, _, v in (s.partition("=") for s in args.set)}
+        overrides = parse_sets(args.set)
         cfg = load_config(path, overrides)
     except (ConfigError, OSError) as e:
         print(f"FAIL params {path}: {e}")

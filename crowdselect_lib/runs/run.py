@@ -17,12 +17,12 @@ from .step import Step
 from .store import digest, read_json, update_json, write_text
 
 log = logging.getLogger("crowdselect")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]*$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]*")   # whole name (fullmatch: "x\n" is refused)
 
 
 def check_name(name: Any, what: str = "name") -> str:
     """A plain name for a folder (run, subset, cell): letters, digits, ``._+=-``; no ``/``, no ``..``, not empty."""
-    if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
         raise ValueError(f"{what} {name!r} is not a plain name: use letters, digits and ._+=- "
                          "(no '/', no '..', not empty)")
     return name

@@ -18,9 +18,8 @@ from __future__ import annotations
 import argparse
 
 import pandas as pd
-import yaml
 
-from ..config import load_config
+from ..config import load_config, parse_sets
 from ..runs import Run, Step, slug, write_parquet
 from ..zoo import load_run_zoo, zoo_step
 from .cache import ScoreCache, collect, score_rows
@@ -126,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=YAML", help="overrides, e.g. scoring.batch_size=16")
     ap.add_argument("--sample", action="store_true", help="score only the scoring.verify_sample rows (a quick check)")
     args = ap.parse_args(argv)
-    overrides = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
+    overrides = parse_sets(args.set)
     cfg = load_config(args.params, overrides)
     run = Run.from_config(cfg)
     for rm in cfg.scoring.reward_models:

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-import yaml
-
-from ..config import load_config
+from ..config import ConfigError, load_config, parse_sets
 from ..runs import Run
 from .run import train_all
 
@@ -27,12 +25,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="dotted override, value parsed as YAML (e.g. --set training.max_steps=10)")
     args = ap.parse_args(argv)
-    overrides = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            ap.error(f"--set expects KEY=VALUE, got {item!r}")
-        overrides[key] = yaml.safe_load(value)
+    try:
+        overrides = parse_sets(args.set)
+    except ConfigError as e:
+        ap.error(str(e))
     cfg = load_config(args.params, overrides, demo=args.demo)
     for flag, given, known in (("--subset", args.subset, cfg.training.subsets),
                                ("--student", args.student, cfg.training.students or [cfg.training.student]),
