@@ -144,7 +144,7 @@ def test_scores_near_the_limit_give_finite_metrics():
 
 
 @pytest.mark.parametrize("override, message", [
-    ({"selection.weights": [float("nan"), 1, 2]}, r"selection.weights \[nan, 1.0, 2.0\] must be finite"),
+    ({"selection.weights": [float("nan"), 1, 2]}, r"selection.weights\[0\]: nan must be a finite number"),
     ({"selection.weights": [0, 0, 0]}, r"selection.weights \[0.0, 0.0, 0.0\] are all zero"),
     ({"selection.weights": [1, 2]}, r"selection.weights .* must have 3 entries"),
     ({"selection.k": 0}, r"selection.k: 0 must be >= 1"),

@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         overrides = parse_sets(args.set)
         cfg = load_config(path, overrides)
     except (ConfigError, OSError) as e:
-        print(f"FAIL params {path}: {e}")
+        print(f"FAIL params {e}" if str(e).startswith(str(path)) else f"FAIL params {path}: {e}")
         return 1
     print(f"preflight of {path}" + (f" ({len(cfg.tables.grid)} grid cells)" if cfg.tables.grid else ""))
     return run_preflight(cfg, world_size=args.world_size)
