@@ -25,8 +25,14 @@ delay_s=0.0, max_requests=500, lifetime_s=300.0, require_key=None, retry_after="
   status), ``429`` (rate limit, with ``Retry-After: 0``), ``"timeout"`` (sleep ``slow_s`` seconds, then
   answer normally: a client with a shorter timeout gives up), ``"hang"`` (sleep until the server stops;
   never answers), ``"malformed"`` (HTTP 200 with a body that is not JSON), ``"no_choices"`` (HTTP 200
-  JSON without ``choices``), ``"drop"`` (close the connection without a reply). Requests past the end
-  of the list answer normally. ``faults`` may also be a callable ``f(n: int, body: dict) -> fault``.
+  JSON without ``choices``), ``"drop"`` (close the connection without a reply); issue 25's hostile
+  servers: ``"trickle"`` (headers at once, then the body one byte every ``trickle_s``), ``"slow_headers"``
+  (the header block one byte every ``trickle_s``), ``"endless"`` (a chunked body that never ends, a chunk
+  every ``trickle_s``), ``"gzip_bomb"`` (a completion of 50 MB of text sent gzip-compressed, ~50 KB on the
+  wire), ``"null_content"`` (``content: null``, finish reason ``content_filter``), ``"list_content"``
+  (content as a list of parts), ``"bad_usage"`` (a valid completion whose ``usage`` is a string),
+  ``"echo_auth"`` (a valid completion whose text echoes the ``Authorization`` header), ``"echo_auth_400"``
+  (HTTP 400 whose error message echoes it). Requests past the end of the list answer normally. ``faults`` may also be a callable ``f(n: int, body: dict) -> fault``.
 - ``delay_s``: a delay before every normal reply (to exercise concurrency).
 - ``require_key``: if set, requests without ``Authorization: Bearer <require_key>`` get a 401.
 - ``retry_after``: the ``Retry-After`` header of a 429 (e.g. ``"86400"``).
@@ -48,6 +54,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
@@ -58,7 +65,7 @@ class FakeOpenAI:
                  model: str = "fake-model", fingerprint: str = "fp_fake_1", slow_s: float = 2.0,
                  delay_s: float = 0.0, max_requests: int = 500, lifetime_s: float = 300.0,
                  require_key: str | None = None, retry_after: str = "0",
-                 finish_reason: str | Callable[[dict], str] = "stop"):
+                 finish_reason: str | Callable[[dict], str] = "stop", trickle_s: float = 0.5):
         self.replies = replies
         self.faults = faults if faults is not None else []
         self.model, self.fingerprint = model, fingerprint
@@ -66,6 +73,7 @@ class FakeOpenAI:
         self.max_requests, self.lifetime_s = max_requests, lifetime_s
         self.require_key = require_key
         self.retry_after, self.finish_reason = retry_after, finish_reason
+        self.trickle_s = trickle_s
         self.requests: list[dict] = []
         self.served_bodies: list[dict] = []
         self.rejected = 0
@@ -161,6 +169,36 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.dumps({"error": {"message": message, "type": "fake_error", "code": status}}).encode()
         self._send(status, body, headers=headers)
 
+    def _drip(self, data: bytes) -> None:
+        """Write `data` one byte every trickle_s until done, the client leaves or the server stops."""
+        for i in range(len(data)):
+            try:
+                self.wfile.write(data[i:i + 1])
+                self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                return
+            if self.fake._stop.wait(self.fake.trickle_s):
+                return
+
+    def _hostile(self, fault: str, payload: bytes, record: dict):
+        record["status"] = 200
+        self.close_connection = True
+        head = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n")
+        if fault == "slow_headers":
+            return self._drip(head + b"Content-Length: %d\r\n\r\n" % len(payload))
+        if fault == "trickle":
+            self.wfile.write(head + b"Content-Length: %d\r\n\r\n" % len(payload))
+            return self._drip(payload)
+        self.wfile.write(head + b"Transfer-Encoding: chunked\r\n\r\n")       # endless
+        while True:
+            try:
+                self.wfile.write(b"1\r\n \r\n")
+                self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                return
+            if self.fake._stop.wait(self.fake.trickle_s):
+                return
+
     def do_GET(self):  # noqa: N802
         if self.path.rstrip("/").endswith("/models"):
             self._send(200, json.dumps({"object": "list", "data": [{"id": self.fake.model, "object": "model"}]}).encode())
@@ -223,11 +261,20 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == "no_choices":
             record["status"] = 200
             return self._send(200, json.dumps({"id": "x", "object": "chat.completion", "model": fake.model}).encode())
-        if fault is not None and fault != "timeout":
+        if fault == "echo_auth_400":
+            record["status"] = 400
+            return self._error(400, f"bad request from {self.headers.get('Authorization')}")
+        if fault == "gzip_bomb":
+            record["status"] = 200
+            return self._send(200, _bomb(), headers={"Content-Encoding": "gzip"})
+        if fault not in (None, "timeout", "trickle", "slow_headers", "endless", "null_content", "list_content",
+                         "bad_usage", "echo_auth"):
             raise ValueError(f"unknown fault {fault!r}")
         if fake.delay_s and fake._stop.wait(fake.delay_s):
             return None
         text = fake._reply_for(body)
+        if fault == "echo_auth":
+            text = f"you sent Authorization: {self.headers.get('Authorization')}"
         prompt_chars = sum(len(str(m.get("content", ""))) for m in body.get("messages", []))
         payload = {
             "id": f"chatcmpl-fake-{n}", "object": "chat.completion", "created": int(time.time()),
@@ -236,10 +283,33 @@ class _Handler(BaseHTTPRequestHandler):
             "usage": {"prompt_tokens": prompt_chars // 4 + 1, "completion_tokens": len(text) // 4 + 1,
                       "total_tokens": prompt_chars // 4 + len(text) // 4 + 2},
         }
+        message = payload["choices"][0]["message"]
+        if fault == "null_content":
+            message["content"], payload["choices"][0]["finish_reason"] = None, "content_filter"
+        elif fault == "list_content":
+            message["content"] = [{"type": "text", "text": text}]
+        elif fault == "bad_usage":
+            payload["usage"] = "lots"
         record["status"] = 200
         with fake._lock:
             fake.served_bodies.append(body)
+        if fault in ("trickle", "slow_headers", "endless"):
+            return self._hostile(fault, json.dumps(payload).encode(), record)
         return self._send(200, json.dumps(payload).encode())
+
+
+_BOMB: list[bytes] = []
+
+
+def _bomb() -> bytes:
+    """A gzip-compressed completion whose text is 50 MB of one letter (~50 KB compressed), built once."""
+    if not _BOMB:
+        co = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+        head = b'{"id": "bomb", "model": "fake-model", "choices": [{"index": 0, "finish_reason": "stop", ' \
+               b'"message": {"role": "assistant", "content": "'
+        parts = [co.compress(head)] + [co.compress(b"a" * 2 ** 20) for _ in range(50)]
+        _BOMB.append(b"".join(parts + [co.compress(b'"}}]}'), co.flush()]))
+    return _BOMB[0]
 
 
 # ---------------------------------------------------------------------- judge-stage helpers for tests

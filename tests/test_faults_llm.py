@@ -37,7 +37,7 @@ def api_key(monkeypatch):
     monkeypatch.setenv(KEY_ENV, "sk-test")
 
 
-@pytest.mark.parametrize("fault", [500, 502, 503, 429, "timeout", "malformed", "no_choices", "drop"])
+@pytest.mark.parametrize("fault", [500, 502, 503, 429, "timeout", "malformed", "drop"])
 def test_each_server_fault_is_retried_and_paid_once(tmp_path, fault):
     with FakeOpenAI(replies="fine", faults=[fault], slow_s=2.0) as srv:
         llm = make_llm(cfg_for(srv, timeout_s=0.5), cache_dir=tmp_path)
@@ -166,3 +166,114 @@ def test_a_kill_during_judging_resumes_and_pays_only_the_requests_in_flight(tmp_
         assert resent == 0 and students.served == student_before         # answers were all finished before
         assert judge_srv.served - paid_before <= 16 - paid_before + 2    # at most the 2 in flight paid twice
         assert set(scores["benchmark"]) == {"mt_bench", "arena_hard"} and (scores["n_valid"] > 0).all()
+
+
+# ---------------------------------------------------------------------- issue 25: hostile servers, leaks, sharing
+
+@pytest.mark.parametrize("fault, timeout_s, retries, stage", [
+    ("trickle", 1.0, 2, "reading the body"),                       # one byte every 0.5 s, for ever
+    ("slow_headers", 0.5, 1, "connecting or waiting for headers"),
+    ("endless", 0.5, 1, "reading the body")])                      # a chunked body that never ends
+def test_a_server_that_never_finishes_fails_within_the_deadline(tmp_path, fault, timeout_s, retries, stage):
+    with FakeOpenAI(faults=lambda n, b: fault, trickle_s=0.5 if fault == "trickle" else 0.1) as srv:
+        llm = make_llm(cfg_for(srv, timeout_s=timeout_s, max_retries=retries), cache_dir=tmp_path)
+        t0 = time.perf_counter()
+        with pytest.raises(LLMError, match=rf"failed after {retries + 1} attempt\(s\); last error: no complete "
+                                           rf"reply within llm.timeout_s = {timeout_s:g} s .*while {stage}"):
+            llm.chat(convs(1))
+        took = time.perf_counter() - t0
+        assert took < (retries + 1) * timeout_s + 3 and srv.count == retries + 1
+        assert llm.info()["deadline_exceeded"] == retries + 1
+
+
+def test_a_gzip_bomb_is_refused_once_and_nothing_large_is_cached(tmp_path):
+    with FakeOpenAI(replies=lambda b: b["messages"][0]["content"].upper(),
+                    faults=lambda n, b: "gzip_bomb" if b["messages"][0]["content"] == "q1" else None) as srv:
+        llm = make_llm(cfg_for(srv, max_concurrency=1), cache_dir=tmp_path)
+        out = llm.complete(convs(3), skip_rejected=True)
+        assert [r.text for r in out] == ["Q0", None, "Q2"] and srv.count == 3          # not retried
+        assert "reply body over llm.max_reply_bytes = 16777216 bytes (decompressed" in out[1].error
+        assert (tmp_path / "replies.jsonl").stat().st_size < 5000
+        with pytest.raises(LLMError, match=r"1 of 3 request\(s\) got no usable reply .*max_reply_bytes"):
+            make_llm(cfg_for(srv), cache_dir=tmp_path).chat(convs(3))
+        assert srv.count == 3                                    # the refusal is cached: never paid again
+
+
+@pytest.mark.parametrize("fault, words", [
+    ("null_content", "content filter: choices[0].message.content is null (finish_reason 'content_filter')"),
+    ("list_content", "choices[0].message.content is a list (e.g. a list of parts), not a string"),
+    ("no_choices", "the reply has no choices[0]")])
+def test_an_unusable_reply_is_a_counted_skip_paid_once(tmp_path, fault, words):
+    with FakeOpenAI(replies=lambda b: b["messages"][0]["content"].upper(),
+                    faults=lambda n, b: fault if b["messages"][0]["content"] == "q1" else None) as srv:
+        llm = make_llm(cfg_for(srv), cache_dir=tmp_path)
+        out = llm.complete(convs(3), skip_rejected=True)
+        assert [r.text for r in out] == ["Q0", None, "Q2"] and words in out[1].error
+        assert (srv.count, llm.info()["unusable"], llm.info()["retries"], llm.info()["cache"]["unusable"]) == (3, 1, 0, 1)
+        again = make_llm(cfg_for(srv), cache_dir=tmp_path).complete(convs(3), skip_rejected=True)
+        assert [r.error for r in again] == [r.error for r in out] and srv.count == 3
+
+
+def test_a_content_filter_reply_is_a_counted_baseline_failure_not_asked_again(tmp_path):
+    from crowdselect_lib.baselines.asking import ask_with_retries, llm_report
+
+    def parse(text):
+        return int(text[-1])
+
+    with FakeOpenAI(replies="Score: 4", faults=lambda n, b: "null_content" if b["messages"][0]["content"] == "q1"
+                    else None) as srv:
+        llm = make_llm(cfg_for(srv), cache_dir=tmp_path)
+        asked = ask_with_retries(llm, convs(3), parse, cs.llm.GenerationSettings(), max_retries=2)
+        assert asked["value"].tolist()[0::2] == [4, 4] and asked["value"].isna().tolist() == [False, True, False]
+        assert asked["error"][1].startswith("no usable reply: ") and "content filter" in asked["error"][1]
+        assert asked["attempts"].tolist() == [1, 1, 1] and srv.count == 3
+        assert llm_report("direct", asked)["failed"] == 1
+
+
+def test_a_malformed_usage_is_counted_and_the_paid_reply_cached(tmp_path):
+    with FakeOpenAI(replies="ok", faults=["bad_usage"]) as srv:
+        llm = make_llm(cfg_for(srv), cache_dir=tmp_path)
+        assert llm.chat(convs(1)) == ["ok"]
+        assert (llm.info()["usage_malformed"], llm.info()["prompt_tokens"]) == (1, 0)
+        assert make_llm(cfg_for(srv), cache_dir=tmp_path).chat(convs(1)) == ["ok"] and srv.count == 1
+
+
+def test_the_api_key_reaches_no_file_log_or_error(tmp_path, monkeypatch, caplog):
+    key = "sk-live-0123456789abcdef"
+    monkeypatch.setenv(KEY_ENV, key)
+    faults = {"q0": "echo_auth", "q1": "echo_auth_400"}
+    with FakeOpenAI(replies="ok", retry_after="86400",      # q2: a 429 first, then a reply; q1: a 400 each time
+                    faults=lambda n, b: 429 if n == 2 else faults.get(b["messages"][0]["content"])) as srv:
+        url = srv.base_url.replace("/v1", f"/{key}/v1")                   # a key in the URL too
+        llm = make_llm(cfg_for(srv, base_url=url), cache_dir=tmp_path)
+        with caplog.at_level(logging.WARNING, "crowdselect"):
+            out = llm.complete(convs(3), skip_rejected=True)
+            with pytest.raises(LLMError) as err:
+                llm.chat(convs(2))
+        assert srv.requests[0]["headers"]["Authorization"] == f"Bearer {key}"   # it was sent...
+        assert out[0].text == "you sent Authorization: Bearer ***" and "Bearer ***" in out[1].error
+        texts = {"exception": str(err.value), "log": caplog.text, "info": repr(llm.info()),
+                 **{p.name: p.read_text() for p in tmp_path.iterdir() if p.is_file()}}
+        assert {"replies.jsonl", "pending.jsonl"} <= set(texts) and "asked to wait 86400 s" in caplog.text
+        assert [name for name, text in texts.items() if key in text] == []        # ...and written nowhere
+
+
+WORKER = """
+import sys
+sys.path.insert(0, {tests!r})
+from crowdselect_lib.config import LLMConfig
+from crowdselect_lib.llm import make_llm
+cfg = LLMConfig(backend="openai", model="fake-model", base_url={url!r}, api_key_env={env!r}, max_concurrency=2,
+                timeout_s=20)
+out = make_llm(cfg, cache_dir={cache!r}).chat([[{{"role": "user", "content": f"q{{i}}"}}] for i in range(10)])
+assert out == [f"Q{{i}}" for i in range(10)], out
+"""
+
+
+def test_two_processes_sharing_a_cache_pay_each_request_once(tmp_path):
+    with FakeOpenAI(replies=lambda b: b["messages"][0]["content"].upper(), delay_s=0.1) as srv:
+        script = WORKER.format(tests=TESTS, url=srv.base_url, env=KEY_ENV, cache=str(tmp_path))
+        procs = [subprocess.Popen([sys.executable, "-c", script], env={**os.environ, KEY_ENV: "k"}) for _ in range(2)]
+        assert [p.wait(60) for p in procs] == [0, 0]
+        assert (srv.count, srv.served) == (10, 10)
+        assert sorted(b["messages"][0]["content"] for b in srv.served_bodies) == sorted(f"q{i}" for i in range(10))

@@ -109,7 +109,7 @@ def test_concurrent_replies_in_order_and_bounded(tmp_path):
 
 
 def test_retries_every_fault_kind_then_succeeds(tmp_path):
-    faults = [500, 429, "malformed", "no_choices", "drop", "timeout", 503]
+    faults = [500, 429, "malformed", "drop", "timeout", 503]
     with FakeOpenAI(replies="fine", faults=faults, slow_s=1.0) as srv:
         llm = make_llm(cfg_for(srv, timeout_s=0.3, max_concurrency=1, max_retries=8), cache_dir=tmp_path)
         assert llm.chat(convs(1)) == ["fine"]

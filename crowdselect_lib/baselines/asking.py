@@ -3,9 +3,10 @@
 Contract: a parser takes the reply text and returns the parsed value or raises `ParseError` whose message says
 what is wrong. `ask_with_retries` asks every conversation, re-asks the invalid ones (the reply and a reminder
 naming the problem appended) at most `max_retries` times, then records the item as a failure: it never gets a
-default value, it is excluded and counted. A reply cut off at `max_new_tokens` (finish reason ``length``, or a
-parser's `Truncated`) is counted as truncated. Replies go through the LLM client's own cache (`llm.make_llm`), so
-a rerun never pays twice.
+default value, it is excluded and counted. A request with no usable reply at all (refused, content filter,
+malformed completion) is such a failure at once: asking again would pay for the same refusal. A reply cut off at
+`max_new_tokens` (finish reason ``length``, or a parser's `Truncated`) is counted as truncated. Replies go
+through the LLM client's own cache (`llm.make_llm`), so a rerun never pays twice.
 """
 from __future__ import annotations
 
@@ -63,12 +64,14 @@ def client(run, cfg):
 
 
 def _ask(llm, convs, settings):
-    """(texts, cut-off flags) of one batch; `complete` gives the finish reason when the client has it."""
+    """(texts, cut-off flags, errors) of one batch; `complete` gives the finish reason when the client has it, and
+    a request with no usable reply (refused, content filter, malformed) as text None with its error."""
     if hasattr(llm, "complete"):
-        replies = llm.complete(convs, settings)
-        return [r.text or "" for r in replies], [(r.meta or {}).get("finish_reason") == "length" for r in replies]
+        replies = llm.complete(convs, settings, skip_rejected=True)
+        return ([r.text for r in replies], [(r.meta or {}).get("finish_reason") == "length" for r in replies],
+                [r.error for r in replies])
     texts = llm.chat(convs, settings)
-    return list(texts), [False] * len(texts)
+    return list(texts), [False] * len(texts), [None] * len(texts)
 
 
 def ask_with_retries(llm, conversations: list[list[dict]], parse, settings: GenerationSettings,
@@ -89,10 +92,14 @@ def ask_with_retries(llm, conversations: list[list[dict]], parse, settings: Gene
     for _ in range(max_retries + 1):
         if not todo:
             break
-        texts, flags = _ask(llm, [convs[i] for i in todo], settings)
+        texts, flags, errors = _ask(llm, [convs[i] for i in todo], settings)
         failed = []
-        for i, text, flag in zip(todo, texts, flags):
-            reply[i], attempts[i] = text, attempts[i] + 1
+        for i, text, flag, err in zip(todo, texts, flags, errors):
+            attempts[i] += 1
+            if err is not None:              # no usable reply: a counted failure, not asked again
+                reply[i], error[i] = "", f"no usable reply: {err}"
+                continue
+            reply[i] = text
             try:
                 value[i], error[i], cut[i] = parsers[i](text), None, False
             except ParseError as e:

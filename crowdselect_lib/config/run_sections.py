@@ -30,7 +30,8 @@ class LLMConfig:
     max_retries: int = 5               # retries on 429/5xx/timeouts/malformed bodies, with exponential backoff
     backoff_s: float = 1.0             # first backoff; doubles per retry (with jitter)
     backoff_max_s: float = 60.0        # also caps a server's Retry-After
-    timeout_s: float = 120.0
+    timeout_s: float = 120.0           # deadline of one attempt: connect, headers and body together
+    max_reply_bytes: int = 16 * 2 ** 20    # a bigger reply body (after decompression) is refused, not cached
     cache_dir: Optional[str] = None    # default <run>/cache/llm
     temperature: float = 0.0
     top_p: Optional[float] = None      # None = the model's / server's own default (not sent)
@@ -42,6 +43,7 @@ class LLMConfig:
     def __post_init__(self):
         self.cache_dir = home(self.cache_dir, "llm.cache_dir")
         check_llm_limits(self, "llm")
+        check_rules(self, "llm", [("max_reply_bytes", self.max_reply_bytes >= 1024, "must be >= 1024")])
 
 
 def check_llm_limits(c, section: str) -> None:

@@ -1,14 +1,19 @@
 """LLM backends behind one small interface (house rule 8):
 ``generate(conversations, settings, on_reply, on_error=None, on_send=None)`` sends every conversation and
-calls ``on_send(i)`` just before request i leaves, ``on_reply(i, text, meta)`` as each reply arrives and, for a
-request the server refused (HTTP 400/413/422: e.g. a prompt longer than its context), ``on_error(i, exc)``
-when given (else it raises). meta: ``served_model, system_fingerprint, finish_reason, usage, created``.
+calls ``on_send(i)`` just before request i leaves (None back: skip it), ``on_reply(i, text, meta)`` as each
+reply arrives and, for a request refused (HTTP 400/413/422: e.g. a prompt longer than its context) or answered
+without a usable completion (`UnusableReply`), ``on_error(i, exc)`` when given (else it raises). meta:
+``served_model, system_fingerprint, finish_reason, usage, created``.
 
 - `OpenAIBackend`: any OpenAI-compatible ``/chat/completions`` endpoint (DeepSeek, Together, vLLM, SGLang) over
-  httpx; at most `max_concurrency` requests in flight; 429, 408, 409, 425, 5xx, timeouts, dropped connections and
-  malformed bodies are retried with exponential backoff and jitter; a ``Retry-After`` header is honoured up to
-  `backoff_max_s` (a longer one is capped, and a log line says so); 401/403/404 fail at once; `extra_body`
-  fields (e.g. ``{"thinking": {"type": "disabled"}}``) are merged into every request body.
+  httpx; each attempt under one deadline, `timeout_s`, for connect, headers and body together, and a body cap
+  `max_reply_bytes` counted after decompression (`transport`); at most `max_concurrency` requests in flight;
+  429, 408, 409, 425, 5xx, deadlines, dropped connections and bodies that are not JSON are retried with
+  exponential backoff and jitter; a ``Retry-After`` header is honoured up to `backoff_max_s` (a longer one is
+  capped, and a log line says so); 401/403/404 fail at once; a JSON reply without a usable completion (content
+  filter, content not a string, no choices) or an oversized body is an `UnusableReply`, never retried; a
+  malformed ``usage`` is counted, never fatal; the API key is redacted from every text it emits (`redact`);
+  `extra_body` fields (e.g. ``{"thinking": {"type": "disabled"}}``) are merged into every request body.
 - `LocalBackend`: a transformers chat model loaded in-process (`models.shared_causal_lm`, or any loader returning
   (tokenizer, model), e.g. `training.load_trained`), batched left-padded generation with its chat template;
   greedy at temperature 0; the model's own top_p unless the settings name one; an answer that used all
@@ -16,6 +21,7 @@ when given (else it raises). meta: ``served_model, system_fingerprint, finish_re
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -26,9 +32,12 @@ from typing import Callable
 
 from ..models import shared_causal_lm
 from .cache import GenerationSettings
+from .redact import redact, redact_obj, register
+from .transport import BadEncoding, DeadlineExceeded, ReplyTooLarge, Transport
 
 log = logging.getLogger("crowdselect")
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+MAX_REPLY_BYTES = 16 * 2 ** 20        # default llm.max_reply_bytes: a chat reply is kilobytes; 16 MiB is a bomb
 RETRY_STATUS = {408, 409, 425, 429}     # plus every 5xx
 REJECT_STATUS = {400, 413, 422}         # this request cannot be served (too long, invalid): skip it, keep going
 OnReply = Callable[[int, str, dict], None]
@@ -44,6 +53,16 @@ class RequestRejected(LLMError):
     def __init__(self, message: str, status: int):
         super().__init__(message)
         self.status = status
+
+
+class UnusableReply(RequestRejected):
+    """A request was answered (and maybe paid) without a usable completion: a content filter (``content:
+    null``), content that is not a string, no ``choices``, a body over the size cap. Not retried: a counted
+    failure. `meta` holds what the reply said (served model, usage) when it said anything."""
+
+    def __init__(self, message: str, meta: dict | None = None):
+        super().__init__(message, 200)
+        self.meta = meta or {}
 
 
 def preview(messages: list[dict], n: int = 100) -> str:
@@ -65,6 +84,53 @@ def _run_all(n: int, workers: int, one: Callable[[int], None]) -> None:
         raise failed[0].exception()
 
 
+def _label(x) -> str | None:
+    return x if isinstance(x, str) or x is None else repr(x)[:200]
+
+
+def _usage(u) -> tuple[dict, bool]:
+    """Token counts of a ``usage`` block that are non-negative integers; (counts, whether anything was malformed)."""
+    if u is None:
+        return {}, False
+    if not isinstance(u, dict):
+        return {}, True
+    ok = {k: int(v) for k, v in u.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+          and v == v and 0 <= v < 1e12 and k in ("prompt_tokens", "completion_tokens", "total_tokens")}
+    bad = any(k in ("prompt_tokens", "completion_tokens", "total_tokens") and k not in ok for k in u)
+    return ok, bad
+
+
+def parse_completion(data) -> tuple[str | None, dict, str | None]:
+    """(text, meta, problem) of a decoded ``/chat/completions`` body; never raises. `problem` names why there
+    is no usable text (content filter, content not a string, no choices); `meta` is what could be read:
+    ``served_model, system_fingerprint, finish_reason, usage, created`` (+ ``usage_malformed``)."""
+    if not isinstance(data, dict):
+        return None, {}, f"the reply is a JSON {type(data).__name__}, not an object"
+    usage, bad = _usage(data.get("usage"))
+    created = data.get("created")
+    meta = {"served_model": _label(data.get("model")), "system_fingerprint": _label(data.get("system_fingerprint")),
+            "finish_reason": None, "usage": usage,
+            "created": created if isinstance(created, (int, float)) and not isinstance(created, bool) and
+            0 < created < 1e11 else time.time(), **({"usage_malformed": True} if bad else {})}
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        why = f" (error: {str(data['error'])[:200]})" if "error" in data else ""
+        return None, meta, f"the reply has no choices[0]{why}"
+    choice = choices[0]
+    meta["finish_reason"] = _label(choice.get("finish_reason"))
+    msg = choice.get("message")
+    content = msg.get("content") if isinstance(msg, dict) else None
+    if isinstance(content, str):
+        return content, meta, None
+    if not isinstance(msg, dict):
+        return None, meta, "the reply has no choices[0].message"
+    if content is None:
+        filt = meta["finish_reason"] == "content_filter" or msg.get("refusal")
+        return None, meta, ("content filter: " if filt else "") + \
+            f"choices[0].message.content is null (finish_reason {meta['finish_reason']!r})"
+    return None, meta, f"choices[0].message.content is a {type(content).__name__} (e.g. a list of parts), not a string"
+
+
 class OpenAIBackend:
     kind = "openai"
 
@@ -73,20 +139,17 @@ class OpenAIBackend:
         if not key:
             raise LLMError(f"environment variable {cfg.api_key_env} is not set (api_key_env); export the API key "
                            "there (any non-empty value for a local server without authentication)")
+        register(key)
         self.cfg, self._key, self._sleep = cfg, key, sleep
+        self.secrets = (key,)
         self.base_url = (cfg.base_url or DEFAULT_BASE_URL).rstrip("/")
-        self._client = None
+        self.shown_url = redact(self.base_url, self.secrets)        # for messages, logs and info()
+        self._transport = Transport(cfg.timeout_s, getattr(cfg, "max_reply_bytes", MAX_REPLY_BYTES),
+                                    cfg.max_concurrency)
         self._lock = threading.Lock()
-        self.stats = {"requests": 0, "retries": 0, "rejected": 0, "prompt_tokens": 0, "completion_tokens": 0,
-                      "served_models": {}, "system_fingerprints": {}, "retry_after_capped": 0}
-
-    def _http(self):
-        if self._client is None:
-            import httpx
-
-            self._client = httpx.Client(timeout=self.cfg.timeout_s,
-                                        limits=httpx.Limits(max_connections=self.cfg.max_concurrency))
-        return self._client
+        self.stats = {"requests": 0, "retries": 0, "rejected": 0, "unusable": 0, "usage_malformed": 0,
+                      "deadline_exceeded": 0, "prompt_tokens": 0, "completion_tokens": 0, "served_models": {},
+                      "system_fingerprints": {}, "retry_after_capped": 0}
 
     def _count(self, name: str, value=None, n: int = 1) -> None:
         with self._lock:
@@ -94,17 +157,6 @@ class OpenAIBackend:
                 self.stats[name][value] = self.stats[name].get(value, 0) + n
             else:
                 self.stats[name] += n
-
-    @staticmethod
-    def _parse(resp) -> tuple[str, dict]:
-        data = resp.json()
-        choice = data["choices"][0]
-        text = choice["message"]["content"]
-        if not isinstance(text, str):
-            raise ValueError(f"choices[0].message.content is {type(text).__name__}, not a string")
-        return text, {"served_model": data.get("model"), "system_fingerprint": data.get("system_fingerprint"),
-                      "finish_reason": choice.get("finish_reason"), "usage": data.get("usage") or {},
-                      "created": data.get("created") or time.time()}
 
     def body(self, messages: list[dict], settings: GenerationSettings) -> dict:
         body = {"model": self.cfg.model, "messages": messages, "temperature": settings.temperature,
@@ -120,12 +172,28 @@ class OpenAIBackend:
         if retry_after > self.cfg.backoff_max_s:
             self._count("retry_after_capped")
             log.warning("%s asked to wait %.0f s (Retry-After); waiting llm.backoff_max_s = %.0f s instead",
-                        self.base_url, retry_after, self.cfg.backoff_max_s)
+                        self.shown_url, retry_after, self.cfg.backoff_max_s)
             retry_after = self.cfg.backoff_max_s
         self._sleep(max(delay, retry_after))
 
+    def _unusable(self, problem: str, meta: dict, messages: list[dict]) -> UnusableReply:
+        self._count("unusable")
+        return UnusableReply(redact(f"{self.shown_url} gave no usable reply for model {self.cfg.model!r}: {problem} "
+                                    f"(request: {preview(messages)}); counted as a failure, not retried",
+                                    self.secrets), redact_obj(meta, self.secrets))
+
+    def _paid(self, text: str, meta: dict) -> tuple[str, dict]:
+        """Tally a usable reply (cannot raise: `parse_completion` sanitized meta) and redact it."""
+        self._count("prompt_tokens", n=meta["usage"].get("prompt_tokens", 0))
+        self._count("completion_tokens", n=meta["usage"].get("completion_tokens", 0))
+        self._count("usage_malformed", n=int(bool(meta.get("usage_malformed"))))
+        self._count("served_models", meta["served_model"])
+        self._count("system_fingerprints", meta["system_fingerprint"])
+        return redact(text, self.secrets), redact_obj(meta, self.secrets)
+
     def send(self, messages: list[dict], settings: GenerationSettings, request_id: str = "") -> tuple[str, dict]:
-        """One request with retries: (reply text, meta), or LLMError / RequestRejected."""
+        """One request with retries, each attempt under the deadline `timeout_s`: (reply text, meta), or
+        LLMError / RequestRejected / UnusableReply (every message redacted)."""
         import httpx
 
         body = self.body(messages, settings)
@@ -135,32 +203,38 @@ class OpenAIBackend:
             retry_after = 0.0
             self._count("requests")
             try:
-                resp = self._http().post(f"{self.base_url}/chat/completions", json=body, headers=headers)
+                resp = self._transport.post(f"{self.base_url}/chat/completions", body, headers)
+            except DeadlineExceeded as e:
+                self._count("deadline_exceeded")
+                last = str(e)
+            except ReplyTooLarge as e:
+                raise self._unusable(str(e), {}, messages) from None
             except httpx.TimeoutException as e:
                 last = f"timeout after {self.cfg.timeout_s} s ({type(e).__name__})"
-            except httpx.TransportError as e:
+            except (httpx.TransportError, BadEncoding) as e:
                 last = f"connection error: {type(e).__name__}: {e}"
             else:
                 if resp.status_code == 200:
                     try:
-                        text, meta = self._parse(resp)
-                    except (ValueError, KeyError, IndexError, TypeError) as e:
-                        last = f"malformed 200 body ({type(e).__name__}: {e}): {resp.text[:120]!r}"
+                        data = json.loads(resp.body)
+                    except ValueError as e:
+                        last = f"malformed 200 body (not JSON: {e}): {redact(resp.text, self.secrets)[:120]!r}"
                     else:
-                        self._count("prompt_tokens", n=int(meta["usage"].get("prompt_tokens") or 0))
-                        self._count("completion_tokens", n=int(meta["usage"].get("completion_tokens") or 0))
-                        self._count("served_models", meta["served_model"])
-                        self._count("system_fingerprints", meta["system_fingerprint"])
-                        return text, meta
+                        text, meta, problem = parse_completion(data)
+                        if problem is not None:
+                            raise self._unusable(problem, meta, messages)
+                        return self._paid(text, meta)
                 elif resp.status_code in RETRY_STATUS or resp.status_code >= 500:
-                    last = f"HTTP {resp.status_code}: {resp.text[:200]!r}"
+                    last = f"HTTP {resp.status_code}: {redact(resp.text, self.secrets)[:200]!r}"
                     try:
                         retry_after = float(resp.headers.get("retry-after", 0))
                     except ValueError:
                         retry_after = 0.0
+                    retry_after = retry_after if retry_after == retry_after else 0.0     # NaN
                 else:
-                    msg = (f"{self.base_url} refused the request for model {self.cfg.model!r} with HTTP "
-                           f"{resp.status_code}: {resp.text[:300]!r} (request: {preview(messages)})")
+                    msg = redact(f"{self.shown_url} refused the request for model {self.cfg.model!r} with HTTP "
+                                 f"{resp.status_code}: {redact(resp.text, self.secrets)[:300]!r} "
+                                 f"(request: {preview(messages)})", self.secrets)
                     if resp.status_code in REJECT_STATUS:
                         self._count("rejected")
                         raise RequestRejected(msg, resp.status_code)
@@ -168,14 +242,18 @@ class OpenAIBackend:
             if attempt < self.cfg.max_retries:
                 self._count("retries")
                 self._wait(attempt, retry_after)
-        raise LLMError(f"request to {self.base_url} for model {self.cfg.model!r} failed after "
-                       f"{self.cfg.max_retries + 1} attempt(s); last error: {last} (request: {preview(messages)})")
+        raise LLMError(redact(f"request to {self.shown_url} for model {self.cfg.model!r} failed after "
+                              f"{self.cfg.max_retries + 1} attempt(s); last error: {last} "
+                              f"(request: {preview(messages)})", self.secrets))
 
     def generate(self, conversations, settings, on_reply: OnReply, on_error=None, on_send=None) -> None:
+        """`on_send(i)` returning None means: answered meanwhile (another process), do not send."""
         def one(i: int) -> None:
             rid = on_send(i) if on_send is not None else ""
+            if rid is None:
+                return
             try:
-                text, meta = self.send(conversations[i], settings, rid or "")
+                text, meta = self.send(conversations[i], settings, rid)
             except RequestRejected as e:
                 if on_error is None:
                     raise
@@ -186,7 +264,7 @@ class OpenAIBackend:
         _run_all(len(conversations), self.cfg.max_concurrency, one)
 
     def info(self) -> dict:
-        return {"base_url": self.base_url, "max_concurrency": self.cfg.max_concurrency, **self.stats}
+        return {"base_url": self.shown_url, "max_concurrency": self.cfg.max_concurrency, **self.stats}
 
 
 class LocalBackend:

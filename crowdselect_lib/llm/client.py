@@ -14,11 +14,14 @@ billed by the provider and then retried. Both are re-sent; the pending log count
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .backends import DEFAULT_BASE_URL, LLMError, LocalBackend, OpenAIBackend, RequestRejected, preview
+from .backends import (DEFAULT_BASE_URL, LLMError, LocalBackend, OpenAIBackend, RequestRejected, UnusableReply,
+                       preview)
 from .cache import Endpoint, GenerationSettings, ReplyCache, request_key
+from .redact import redact
 
 log = logging.getLogger("crowdselect")
 ROLES = {"system", "user", "assistant"}
@@ -30,7 +33,7 @@ class CacheMiss(LLMError):
 
 @dataclass(frozen=True)
 class Reply:
-    """One reply: `text` (None when the server refused the request: `error` says why) and `meta`
+    """One reply: `text` (None when the request got no usable reply: `error` says why) and `meta`
     (served_model, system_fingerprint, finish_reason, usage, created, cached)."""
     text: str | None
     meta: dict
@@ -56,9 +59,12 @@ def check_conversations(conversations) -> None:
 
 
 def endpoint_of(cfg) -> Endpoint:
-    """The `Endpoint` an `LLMConfig` names (``replay`` answers as the endpoint it replays, `replay_of`)."""
+    """The `Endpoint` an `LLMConfig` names (``replay`` answers as the endpoint it replays, `replay_of`); a key
+    in the base URL (credentials, ``?api_key=``, the key's value) is masked, so it never reaches a record."""
     backend = cfg.replay_of if cfg.backend == "replay" else cfg.backend
     base = (cfg.base_url or DEFAULT_BASE_URL).rstrip("/") if backend == "openai" else None
+    if base is not None:
+        base = redact(base, (os.environ.get(cfg.api_key_env or "") or "",))
     return Endpoint(backend, cfg.model, base, dict(cfg.extra_body or {}))
 
 
@@ -82,8 +88,10 @@ class CachedLLM:
     def complete(self, conversations: list[list[dict]], settings: GenerationSettings = GenerationSettings(), *,
                  repetition: int = 0, skip_rejected: bool = False, progress=None) -> list[Reply]:
         """One `Reply` per conversation, in order. Cached replies are reused, identical requests sent once;
-        `repetition` r asks for the r-th independent sample (its own key). With `skip_rejected`, a request the
-        server refuses (HTTP 400/413/422) is a `Reply` with `error` instead of an exception (not cached)."""
+        `repetition` r asks for the r-th independent sample (its own key). A request the server refuses (HTTP
+        400/413/422; not cached, asked again next time) or answers without a usable completion (content filter,
+        malformed; cached as a failure, never paid again) is a `Reply` with `error` and text None: with
+        `skip_rejected` a counted skip for the caller, else an LLMError after the whole batch is done."""
         keys = self.keys(conversations, settings, repetition)
         todo: dict[str, list[dict]] = {}
         for k, conv in zip(keys, conversations):
@@ -104,34 +112,56 @@ class CachedLLM:
         if todo:
             pending = list(todo.items())
 
-            def sent(i: int) -> str:
-                return self.cache.mark_sent(pending[i][0])
+            def sent(i: int) -> str | None:
+                k = pending[i][0]
+                if not self.cache.claim(k):        # another process answered it while we waited
+                    if progress is not None:
+                        progress.update(1)
+                    return None
+                return self.cache.mark_sent(k)
 
             def store(i: int, text: str, meta: dict) -> None:
                 k, conv = pending[i]
-                self.cache.put(k, self.endpoint, conv, settings, repetition, text, meta)
+                try:
+                    self.cache.put(k, self.endpoint, conv, settings, repetition, text, meta)
+                finally:
+                    self.cache.release(k)
                 if progress is not None:
                     progress.update(1)
 
             def refused(i: int, exc: RequestRejected) -> None:
-                errors[pending[i][0]] = str(exc)
-                self.cache.mark_failed(pending[i][0], str(exc))
+                k, conv = pending[i]
+                try:
+                    if isinstance(exc, UnusableReply):     # answered, maybe paid: cached, so never paid again
+                        self.cache.put(k, self.endpoint, conv, settings, repetition, None, exc.meta, str(exc))
+                    else:
+                        errors[k] = str(exc)
+                        self.cache.mark_failed(k, str(exc))
+                finally:
+                    self.cache.release(k)
                 if progress is not None:
                     progress.update(1)
 
             try:
-                self.backend.generate([c for _, c in pending], settings, store,
-                                      refused if skip_rejected else None, sent)
+                self.backend.generate([c for _, c in pending], settings, store, refused, sent)
             except LLMError as e:
                 for k, _ in pending:
                     if k not in self.cache and k not in errors:
                         self.cache.mark_failed(k, str(e))
                 raise
+            finally:
+                self.cache.release()
         out = []
         for k in keys:
             hit = self.cache.get(k)
-            out.append(Reply(hit["text"], {**hit["meta"], "cached": k not in todo}) if hit is not None
-                       else Reply(None, {"cached": False}, errors[k]))
+            if hit is None:
+                out.append(Reply(None, {"cached": False}, errors[k]))
+            else:
+                out.append(Reply(hit["text"], {**hit["meta"], "cached": k not in todo}, hit.get("error")))
+        failed = [r.error for r in out if r.error is not None]
+        if failed and not skip_rejected:
+            raise LLMError(f"{len(failed)} of {len(out)} request(s) got no usable reply (the others are cached); "
+                           f"first: {failed[0]}")
         return out
 
     def chat(self, conversations: list[list[dict]], settings: GenerationSettings = GenerationSettings(), *,
@@ -179,14 +209,14 @@ def make_llm(cfg, cache_dir: str | Path | None = None, loader=None) -> CachedLLM
     """The client an `LLMConfig` names. Cache folder: `cache_dir`, else `cfg.cache_dir`, else memory only.
     `loader` (local backend): a callable returning (tokenizer, model), e.g. a trained student's."""
     directory = cache_dir if cache_dir is not None else cfg.cache_dir
-    cache = ReplyCache(directory)
     endpoint = endpoint_of(cfg)
     if cfg.backend == "replay":
         if directory is None:
             raise LLMError("llm.backend 'replay' needs a cache folder (llm.cache_dir or make_llm(cache_dir=...))")
-        return CachedLLM(endpoint, None, cache, replay_only=True)
+        return CachedLLM(endpoint, None, ReplyCache(directory), replay_only=True)
     if cfg.backend == "openai":
-        return CachedLLM(endpoint, OpenAIBackend(cfg), cache)
+        backend = OpenAIBackend(cfg)
+        return CachedLLM(endpoint, backend, ReplyCache(directory, secrets=backend.secrets))
     if cfg.backend == "local":
-        return CachedLLM(endpoint, LocalBackend(cfg, loader), cache)
+        return CachedLLM(endpoint, LocalBackend(cfg, loader), ReplyCache(directory))
     raise LLMError(f"unknown llm.backend {cfg.backend!r} (openai | local | replay)")
