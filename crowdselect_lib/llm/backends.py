@@ -1,7 +1,7 @@
 """LLM backends behind one small interface (house rule 8):
 ``generate(conversations, settings, on_reply, on_error=None, on_send=None)`` sends every conversation and
 calls ``on_send(i)`` just before request i leaves (None back: skip it), ``on_reply(i, text, meta)`` as each
-reply arrives and, for a request refused (HTTP 400/413/422: e.g. a prompt longer than its context) or answered
+reply arrives, ``on_done(i)`` when request i is over, whatever happened, and, for a request refused (HTTP 400/413/422: e.g. a prompt longer than its context) or answered
 without a usable completion (`UnusableReply`), ``on_error(i, exc)`` when given (else it raises). meta:
 ``served_model, system_fingerprint, finish_reason, usage, created``.
 
@@ -37,7 +37,6 @@ from .transport import BadEncoding, DeadlineExceeded, ReplyTooLarge, Transport
 
 log = logging.getLogger("crowdselect")
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-MAX_REPLY_BYTES = 16 * 2 ** 20        # default llm.max_reply_bytes: a chat reply is kilobytes; 16 MiB is a bomb
 RETRY_STATUS = {408, 409, 425, 429}     # plus every 5xx
 REJECT_STATUS = {400, 413, 422}         # this request cannot be served (too long, invalid): skip it, keep going
 OnReply = Callable[[int, str, dict], None]
@@ -144,8 +143,7 @@ class OpenAIBackend:
         self.secrets = (key,)
         self.base_url = (cfg.base_url or DEFAULT_BASE_URL).rstrip("/")
         self.shown_url = redact(self.base_url, self.secrets)        # for messages, logs and info()
-        self._transport = Transport(cfg.timeout_s, getattr(cfg, "max_reply_bytes", MAX_REPLY_BYTES),
-                                    cfg.max_concurrency)
+        self._transport = Transport(cfg.timeout_s, cfg.max_reply_bytes, cfg.max_concurrency)
         self._lock = threading.Lock()
         self.stats = {"requests": 0, "retries": 0, "rejected": 0, "unusable": 0, "usage_malformed": 0,
                       "deadline_exceeded": 0, "prompt_tokens": 0, "completion_tokens": 0, "served_models": {},
@@ -246,20 +244,26 @@ class OpenAIBackend:
                               f"{self.cfg.max_retries + 1} attempt(s); last error: {last} "
                               f"(request: {preview(messages)})", self.secrets))
 
-    def generate(self, conversations, settings, on_reply: OnReply, on_error=None, on_send=None) -> None:
-        """`on_send(i)` returning None means: answered meanwhile (another process), do not send."""
+    def generate(self, conversations, settings, on_reply: OnReply, on_error=None, on_send=None,
+                 on_done=None) -> None:
+        """`on_send(i)` returning None means: answered meanwhile (another process), do not send; `on_done(i)` is
+        called once request i is over, whatever happened (the client drops its claim there)."""
         def one(i: int) -> None:
-            rid = on_send(i) if on_send is not None else ""
-            if rid is None:
-                return
             try:
-                text, meta = self.send(conversations[i], settings, rid)
-            except RequestRejected as e:
-                if on_error is None:
-                    raise
-                on_error(i, e)
-            else:
-                on_reply(i, text, meta)          # cached the moment it arrives
+                rid = on_send(i) if on_send is not None else ""
+                if rid is None:
+                    return
+                try:
+                    text, meta = self.send(conversations[i], settings, rid)
+                except RequestRejected as e:
+                    if on_error is None:
+                        raise
+                    on_error(i, e)
+                else:
+                    on_reply(i, text, meta)          # cached the moment it arrives
+            finally:
+                if on_done is not None:
+                    on_done(i)
 
         _run_all(len(conversations), self.cfg.max_concurrency, one)
 
@@ -286,7 +290,8 @@ class LocalBackend:
                 self._tok.pad_token = self._tok.eos_token
         return self._tok, self._model
 
-    def generate(self, conversations, settings, on_reply: OnReply, on_error=None, on_send=None) -> None:
+    def generate(self, conversations, settings, on_reply: OnReply, on_error=None, on_send=None,
+                 on_done=None) -> None:
         import torch
 
         tok, model = self._load()

@@ -122,28 +122,23 @@ class CachedLLM:
 
             def store(i: int, text: str, meta: dict) -> None:
                 k, conv = pending[i]
-                try:
-                    self.cache.put(k, self.endpoint, conv, settings, repetition, text, meta)
-                finally:
-                    self.cache.release(k)
+                self.cache.put(k, self.endpoint, conv, settings, repetition, text, meta)
                 if progress is not None:
                     progress.update(1)
 
             def refused(i: int, exc: RequestRejected) -> None:
                 k, conv = pending[i]
-                try:
-                    if isinstance(exc, UnusableReply):     # answered, maybe paid: cached, so never paid again
-                        self.cache.put(k, self.endpoint, conv, settings, repetition, None, exc.meta, str(exc))
-                    else:
-                        errors[k] = str(exc)
-                        self.cache.mark_failed(k, str(exc))
-                finally:
-                    self.cache.release(k)
+                if isinstance(exc, UnusableReply):     # answered, maybe paid: cached, so never paid again
+                    self.cache.put(k, self.endpoint, conv, settings, repetition, None, exc.meta, str(exc))
+                else:
+                    errors[k] = str(exc)
+                    self.cache.mark_failed(k, str(exc))
                 if progress is not None:
                     progress.update(1)
 
             try:
-                self.backend.generate([c for _, c in pending], settings, store, refused, sent)
+                self.backend.generate([c for _, c in pending], settings, store, refused, sent,
+                                      on_done=lambda i: self.cache.release(pending[i][0]))
             except LLMError as e:
                 for k, _ in pending:
                     if k not in self.cache and k not in errors:
@@ -155,7 +150,7 @@ class CachedLLM:
         for k in keys:
             hit = self.cache.get(k)
             if hit is None:
-                out.append(Reply(None, {"cached": False}, errors[k]))
+                out.append(Reply(None, {"cached": False}, errors.get(k, "no reply (the batch stopped)")))
             else:
                 out.append(Reply(hit["text"], {**hit["meta"], "cached": k not in todo}, hit.get("error")))
         failed = [r.error for r in out if r.error is not None]

@@ -116,6 +116,20 @@ class Transport:
                                    f"attempt; stopped while {progress['stage']}, {progress['raw']} body bytes "
                                    "received)") from None
 
+    def close(self) -> None:
+        """Close the pooled connections (on the loop that owns them); idempotent."""
+        client, self._client = self._client, None
+        if client is not None and self._pid == os.getpid():
+            loop = event_loop()
+            if not loop.is_closed():
+                asyncio.run_coroutine_threadsafe(client.aclose(), loop)
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:       # interpreter shutdown: nothing left to close
+            pass
+
     def post(self, url: str, body: dict, headers: dict) -> Raw:
         """One attempt: a `Raw` reply, or DeadlineExceeded / ReplyTooLarge / BadEncoding / an httpx error."""
         progress = {"stage": "connecting or waiting for headers", "raw": 0}
