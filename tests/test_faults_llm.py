@@ -209,7 +209,8 @@ def test_an_unusable_reply_is_a_counted_skip_paid_once(tmp_path, fault, words):
         llm = make_llm(cfg_for(srv), cache_dir=tmp_path)
         out = llm.complete(convs(3), skip_rejected=True)
         assert [r.text for r in out] == ["Q0", None, "Q2"] and words in out[1].error
-        assert (srv.count, llm.info()["unusable"], llm.info()["retries"], llm.info()["cache"]["unusable"]) == (3, 1, 0, 1)
+        info = llm.info()
+        assert (srv.count, info["unusable"], info["retries"], info["cache"]["unusable"]) == (3, 1, 0, 1)
         again = make_llm(cfg_for(srv), cache_dir=tmp_path).complete(convs(3), skip_rejected=True)
         assert [r.error for r in again] == [r.error for r in out] and srv.count == 3
 
@@ -250,11 +251,13 @@ def test_the_api_key_reaches_no_file_log_or_error(tmp_path, monkeypatch, caplog)
             out = llm.complete(convs(3), skip_rejected=True)
             with pytest.raises(LLMError) as err:
                 llm.chat(convs(2))
+            logging.getLogger("crowdselect").warning("another module quotes %s", str(out[0].meta) + key)
         assert srv.requests[0]["headers"]["Authorization"] == f"Bearer {key}"   # it was sent...
         assert out[0].text == "you sent Authorization: Bearer ***" and "Bearer ***" in out[1].error
         texts = {"exception": str(err.value), "log": caplog.text, "info": repr(llm.info()),
                  **{p.name: p.read_text() for p in tmp_path.iterdir() if p.is_file()}}
         assert {"replies.jsonl", "pending.jsonl"} <= set(texts) and "asked to wait 86400 s" in caplog.text
+        assert "another module quotes" in caplog.text
         assert [name for name, text in texts.items() if key in text] == []        # ...and written nowhere
 
 
@@ -265,8 +268,10 @@ from crowdselect_lib.config import LLMConfig
 from crowdselect_lib.llm import make_llm
 cfg = LLMConfig(backend="openai", model="fake-model", base_url={url!r}, api_key_env={env!r}, max_concurrency=2,
                 timeout_s=20)
-out = make_llm(cfg, cache_dir={cache!r}).chat([[{{"role": "user", "content": f"q{{i}}"}}] for i in range(10)])
+llm = make_llm(cfg, cache_dir={cache!r})
+out = llm.chat([[{{"role": "user", "content": f"q{{i}}"}}] for i in range(10)])
 assert out == [f"Q{{i}}" for i in range(10)], out
+assert llm.info()["cache"]["resent"] == 0      # the other process's requests in flight are not "lost"
 """
 
 

@@ -254,3 +254,15 @@ def test_local_backend_generates_and_caches(tmp_path):
     assert llm.chat(convs(3), s) == out and llm.info()["generate_calls"] == 2
     meta = llm.complete(convs(1), s)[0].meta
     assert meta["finish_reason"] in ("stop", "length") and 1 <= meta["usage"]["completion_tokens"] <= 4
+
+
+def test_redact_masks_keys_url_credentials_and_bearer_tokens():
+    from crowdselect_lib.llm.redact import redact, redact_obj
+
+    text = "GET https://u:pw-123@h/v1?api_key=abc123&x=1 with Bearer tok-123456 and sk-my-secret-9 (sk-my-secret-9)"
+    assert redact(text, ("sk-my-secret-9", "abc")) == \
+        "GET https://u:***@h/v1?api_key=***&x=1 with Bearer *** and *** (***)"     # "abc": too short to mask
+    assert redact_obj({"a": ["key=sk-my-secret-9", 3], "n": None}, ("sk-my-secret-9",)) == \
+        {"a": ["key=***", 3], "n": None}
+    reply = "curl -H 'Authorization: Bearer YOUR_API_KEY' https://h/v1?token=YOUR_TOKEN"     # data, not a leak
+    assert redact(reply, ("sk-my-secret-9",), generic=False) == reply

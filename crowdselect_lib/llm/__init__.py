@@ -20,5 +20,5 @@ class LLM(Protocol):
 
 
 __all__ = ["LLM", "CachedLLM", "CacheMiss", "DEFAULT_BASE_URL", "Endpoint", "GenerationSettings", "LLMError",
-           "LocalBackend", "OpenAIBackend", "Reply", "ReplyCache", "RequestRejected", "UnusableReply", "check_conversations",
-           "endpoint_of", "estimate_cost", "make_llm", "request_key", "settings_from_config"]
+           "LocalBackend", "OpenAIBackend", "Reply", "ReplyCache", "RequestRejected", "UnusableReply",
+           "check_conversations", "endpoint_of", "estimate_cost", "make_llm", "request_key", "settings_from_config"]

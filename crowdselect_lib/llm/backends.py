@@ -1,9 +1,10 @@
 """LLM backends behind one small interface (house rule 8):
-``generate(conversations, settings, on_reply, on_error=None, on_send=None)`` sends every conversation and
-calls ``on_send(i)`` just before request i leaves (None back: skip it), ``on_reply(i, text, meta)`` as each
-reply arrives, ``on_done(i)`` when request i is over, whatever happened, and, for a request refused (HTTP 400/413/422: e.g. a prompt longer than its context) or answered
-without a usable completion (`UnusableReply`), ``on_error(i, exc)`` when given (else it raises). meta:
-``served_model, system_fingerprint, finish_reason, usage, created``.
+``generate(conversations, settings, on_reply, on_error=None, on_send=None, on_done=None)`` sends every
+conversation and calls ``on_send(i)`` just before request i leaves (None back: skip it), ``on_reply(i, text,
+meta)`` as each reply arrives, ``on_done(i)`` when request i is over, whatever happened, and, for a request
+refused (HTTP 400/413/422: e.g. a prompt longer than its context) or answered without a usable completion
+(`UnusableReply`), ``on_error(i, exc)`` when given (else it raises). meta: ``served_model,
+system_fingerprint, finish_reason, usage, created``.
 
 - `OpenAIBackend`: any OpenAI-compatible ``/chat/completions`` endpoint (DeepSeek, Together, vLLM, SGLang) over
   httpx; each attempt under one deadline, `timeout_s`, for connect, headers and body together, and a body cap
@@ -187,7 +188,7 @@ class OpenAIBackend:
         self._count("usage_malformed", n=int(bool(meta.get("usage_malformed"))))
         self._count("served_models", meta["served_model"])
         self._count("system_fingerprints", meta["system_fingerprint"])
-        return redact(text, self.secrets), redact_obj(meta, self.secrets)
+        return redact(text, self.secrets, generic=False), redact_obj(meta, self.secrets, generic=False)
 
     def send(self, messages: list[dict], settings: GenerationSettings, request_id: str = "") -> tuple[str, dict]:
         """One request with retries, each attempt under the deadline `timeout_s`: (reply text, meta), or
@@ -195,7 +196,8 @@ class OpenAIBackend:
         import httpx
 
         body = self.body(messages, settings)
-        headers = {"Authorization": f"Bearer {self._key}", **({"X-Client-Request-Id": request_id} if request_id else {})}
+        headers = {"Authorization": f"Bearer {self._key}",
+                   **({"X-Client-Request-Id": request_id} if request_id else {})}
         last = "no attempt made"
         for attempt in range(self.cfg.max_retries + 1):
             retry_after = 0.0

@@ -12,7 +12,8 @@
   ``claims/<key[:3]>.lock`` and re-reads the lines other processes appended; a key answered meanwhile is not
   sent. Two processes sharing one cache therefore never pay one request twice; a dead process's claims vanish
   with it (the kernel drops its locks).
-- Every line written passes `redact.redact_obj` with the client's secrets: no API key reaches these files.
+- Every line written passes `redact` with the client's secrets: the API key never reaches these files (error
+  texts also lose URL credentials and bearer tokens; prompts and replies are data and keep them).
 - pending log ``pending.jsonl``: a request is recorded as *sent* before it leaves, and as *failed* when it
   fails for good. A sent key with neither a reply nor a failure was in flight when a run was killed: the
   provider may have billed it, and sending it again pays twice. No OpenAI-compatible chat API lets a client
@@ -25,6 +26,7 @@ import fcntl
 import hashlib
 import json
 import logging
+import os
 import threading
 import time
 import uuid
@@ -67,6 +69,19 @@ def request_key(endpoint: Endpoint, messages: list[dict], settings: GenerationSe
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def _alive(pid) -> bool:
+    """Whether process `pid` (another one than this) is running on this machine."""
+    if not isinstance(pid, int) or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class ReplyCache:
     """Replies by key (``<directory>/replies.jsonl``; in memory only when `directory` is None) plus the
     pending log ``<directory>/pending.jsonl`` and the cross-process claims (module docstring)."""
@@ -86,13 +101,14 @@ class ReplyCache:
         if self.path is None:
             return
         self.refresh()
-        sent: dict[str, str] = {}
+        sent: dict[str, tuple[str, int | None]] = {}
         for r in read_jsonl(self.pending_path, tolerate_torn=True):
             if r.get("status") == "sent":
-                sent[r["key"]] = r.get("request_id", "")
+                sent[r["key"]] = (r.get("request_id", ""), r.get("pid"))
             else:
                 sent.pop(r.get("key"), None)
-        self.lost_in_flight = {k: v for k, v in sent.items() if k not in self._replies}
+        # in flight in a process that is still running (it shares this cache) is not lost
+        self.lost_in_flight = {k: rid for k, (rid, pid) in sent.items() if k not in self._replies and not _alive(pid)}
 
     def refresh(self) -> int:
         """Read the lines appended to ``replies.jsonl`` since the last read (by any process; under the writers'
@@ -168,22 +184,25 @@ class ReplyCache:
                 log.warning("re-sending request %s (client id %s) that was in flight when an earlier run stopped: "
                             "the provider may bill it twice", key[:12], self.lost_in_flight.pop(key))
         if self.pending_path is not None:
-            append_jsonl(self.pending_path, [{"key": key, "status": "sent", "request_id": rid, "t": time.time()}])
+            append_jsonl(self.pending_path, [{"key": key, "status": "sent", "request_id": rid, "pid": os.getpid(),
+                                              "t": time.time()}])
         return rid
 
     def mark_failed(self, key: str, error: str) -> None:
         with self._lock:
             self.stats["failed"] += 1
         if self.pending_path is not None:
-            append_jsonl(self.pending_path, [{"key": key, "status": "failed", "error": redact(error, self.secrets)[:300],
-                                              "t": time.time()}])
+            append_jsonl(self.pending_path, [{"key": key, "status": "failed",
+                                              "error": redact(error, self.secrets)[:300], "t": time.time()}])
 
     def put(self, key: str, endpoint: Endpoint, messages: list[dict], settings: GenerationSettings, repetition: int,
             reply: str | None, meta: dict | None = None, error: str | None = None) -> None:
         """Cache a reply, or (`reply` None, `error` set) a paid request that gave no usable reply."""
         rec = redact_obj({"key": key, "endpoint": endpoint.as_dict(), "messages": messages,
                           "settings": asdict(settings), "repetition": int(repetition), "reply": reply,
-                          "meta": meta or {}, **({"error": error} if error is not None else {})}, self.secrets)
+                          "meta": meta or {}}, self.secrets, generic=False)     # data: only the key itself
+        if error is not None:
+            rec["error"] = redact(error, self.secrets)
         if self.path is not None:
             append_jsonl(self.path, [rec])
         with self._lock:

@@ -1,8 +1,9 @@
 """Secrets never reach a file, a log line or an exception (issue 25).
 
-`redact` replaces each registered secret (an API key's value, and its URL-encoded form) with ``***``, and
-masks credentials in URLs (``user:password@``, ``?api_key=...``, ``?key=...``, ``?token=...``) and bearer
-tokens. The LLM client passes every reply text, error message, cache line and log line it writes through it;
+`redact` replaces each registered secret (an API key's value, and its URL-encoded form) with ``***`` and, in
+messages (not in data: `generic=False` for prompts and replies, which may quote ``Bearer YOUR_KEY`` on their
+own), masks credentials in URLs (``user:password@``, ``?api_key=...``, ``?token=...``) and bearer tokens.
+The LLM client passes every reply text, error message, cache line and log line it writes through it;
 `register` adds a key to a process-wide set that a filter on the ``crowdselect`` logger also redacts, so a
 log line from another module that quotes an error is covered too. Values shorter than 6 characters are not
 treated as secrets (they would mangle ordinary text; real keys are far longer).
@@ -32,8 +33,9 @@ def register(secret: str | None) -> None:
         _install_filter()
 
 
-def redact(text, secrets=()) -> str:
-    """`text` with every registered secret, every value in `secrets`, URL credentials and bearer tokens masked."""
+def redact(text, secrets=(), generic: bool = True) -> str:
+    """`text` with every registered secret and every value in `secrets` masked; with `generic`, also URL
+    credentials and bearer tokens."""
     if not isinstance(text, str):
         text = str(text)
     with _LOCK:
@@ -42,19 +44,21 @@ def redact(text, secrets=()) -> str:
     for s in sorted(values, key=len, reverse=True):
         if s in text:
             text = text.replace(s, MASK)
+    if not generic:
+        return text
     text = _URL_USERINFO.sub(rf"\1{MASK}@", text)
     text = _URL_PARAM.sub(rf"\1{MASK}", text)
     return _BEARER.sub(rf"\1{MASK}", text)
 
 
-def redact_obj(obj, secrets=()):
+def redact_obj(obj, secrets=(), generic: bool = True):
     """`obj` (JSON-like: dicts, lists, strings, numbers) with `redact` applied to every string in it."""
     if isinstance(obj, str):
-        return redact(obj, secrets)
+        return redact(obj, secrets, generic)
     if isinstance(obj, dict):
-        return {redact_obj(k, secrets) if isinstance(k, str) else k: redact_obj(v, secrets) for k, v in obj.items()}
+        return {redact_obj(k, secrets, generic): redact_obj(v, secrets, generic) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [redact_obj(v, secrets) for v in obj]
+        return [redact_obj(v, secrets, generic) for v in obj]
     return obj
 
 
