@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .escaping import literal_figure_text
 from .models import load_embedder
 from .runs import Progress, Step, atomic_write, digest, locked, slug, text_digest, write_parquet
 from .zoo import load_run_zoo, zoo_step
@@ -220,7 +221,7 @@ def plot_cluster_map(tsne: pd.DataFrame, labels: pd.Series | np.ndarray, title: 
         ax.scatter(tsne["x"].to_numpy()[m], tsne["y"].to_numpy()[m], s=5, color=cmap(i % cmap.N), label=lab)
     ax.legend(markerscale=3, fontsize=7, title=legend_title, loc="center left", bbox_to_anchor=(1.0, 0.5))
     ax.set(xticks=[], yticks=[], xlabel="t-SNE 1", ylabel="t-SNE 2", title=title)
-    fig.tight_layout()
+    literal_figure_text(fig).tight_layout()
     return fig
 
 
@@ -238,5 +239,5 @@ def plot_topic_recovery(clusters: pd.Series, truth: pd.DataFrame, title: str):
     ax.set_yticks(range(table.shape[0]), [f"cluster {c}" for c in table.index], fontsize=8)
     ax.set(xlabel="planted topic", ylabel="K-means cluster",
            title=f"{title}\nARI with the planted topics = {topic_agreement(clusters, truth):.2f}")
-    fig.tight_layout()
+    literal_figure_text(fig).tight_layout()
     return fig

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
+from .escaping import literal_figure_text
 from .metrics import METRICS, base_metrics, stability_families
 from .selection import combine, normalize, select
 
@@ -357,7 +358,7 @@ def plot_crowd_size(study: pd.DataFrame, title: str | None = None, level: float 
     left.set_title("base metrics (eqs. 3-5)")
     right.set_title("CrowdSelect subset (eqs. 6-9)")
     fig.suptitle(title or "How many models does a crowd need?")
-    fig.tight_layout()
+    literal_figure_text(fig).tight_layout()
     return fig
 
 

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .escaping import literal_figure_text
 from .runs import Step, check_name, slug, write_parquet
 from .zoo import default_reward_model, load_run_zoo, zoo_reward_models, zoo_step
 
@@ -254,7 +255,7 @@ def plot_distributions(metrics: pd.DataFrame, title: str):
         ax.set_xlabel(col)
         ax.set_ylabel("instructions")
     fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
+    literal_figure_text(fig).tight_layout()
     return fig
 
 
@@ -281,7 +282,7 @@ def plot_correlations(metrics: pd.DataFrame, title: str, truth: pd.DataFrame | N
         ax.set_title(name, fontsize=10)
     fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="Spearman correlation")
     fig.suptitle(title, fontsize=11)
-    return fig
+    return literal_figure_text(fig)
 
 
 def plot_recovery(metrics: pd.DataFrame, truth: pd.DataFrame, title: str):
@@ -301,7 +302,7 @@ def plot_recovery(metrics: pd.DataFrame, truth: pd.DataFrame, title: str):
         ax.set_ylabel(f"measured {m}")
         ax.set_title(f"Spearman {rec.loc[m, 'spearman']:.2f}", fontsize=10)
     fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
+    literal_figure_text(fig).tight_layout()
     return fig
 
 

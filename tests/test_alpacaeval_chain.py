@@ -20,7 +20,7 @@ def test_alpacaeval_chapters_run_and_show_the_real_crowd(tmp_path, shared_data, 
                                                                "zoo.data_dir": str(zoo_dir)})
     run = cs.Run.from_config(cfg)
     zoo = cs.zoo.load_run_zoo(run, cfg)
-    assert zoo.scores(zoo.default_reward_model).shape == (776, 56)      # 29 incomplete instructions dropped
+    assert zoo.scores(zoo.default_reward_model).shape == (769, 56)      # 36 incomplete instructions dropped
     sel = cs.selection.load_run_selection(run, cfg, "crowdselect")
     assert len(sel) == cfg.selection.k == 100
     metrics = cs.metrics.load_run_metrics(run, cfg)

@@ -105,7 +105,7 @@ def test_real_zoo_null_answer_and_nan_score_are_dropped_with_drop_incomplete(tmp
     assert not set(zoo.instructions()["instruction"]) & set(resp.loc[[0, 1], "instruction"])
     reasons, base = zoo.info["dropped_reasons"], full.info["dropped_reasons"]
     assert (reasons["no_answer"], reasons["nan_score"]) == (base["no_answer"] + 1, base["nan_score"] + 1)
-    assert base["no_answer"] == 24       # the real zoo's blank answers (22 by gemma-2b-it) are never exported
+    assert base["no_answer"] == 32       # the real zoo's blank answers (22 by gemma-2b-it; 8 are one zero-width space)
 
 
 def test_magpie_text_columns_are_objects_not_fixed_width():
@@ -168,3 +168,71 @@ def test_combine_rejects_bad_weights_too():
     with pytest.raises(ValueError, match="finite"):
         combine(m, [np.nan, 1, 1])
     assert cs.selection.combine(m, [1, 1, 2]).tolist() == [0.0, 4.0]
+
+
+# ---------------------------------------------------------------- issue 25: blank, empty, tied, repeated, orphan
+
+@pytest.mark.parametrize("text", ["\u200b", "\ufeff", "\x00", " \u2060\u3000\u200d ", "\u00a0\n\u200c"],
+                         ids=["zero-width-space", "bom", "nul", "joiners-and-ideographic-space", "nbsp-zwnj"])
+def test_invisible_only_text_is_blank(text):
+    with pytest.raises(ZooError, match=r"1 row\(s\) have no instruction text .*uuid 'u2' model 'm3'"):
+        validate(_zoo(_set("instruction", text)))
+    with pytest.raises(ZooError, match=r"uuid 'u2' \(m3: missing or blank answer\)"):
+        validate(_zoo(_set("response", text)))
+    assert validate(_zoo(_set("response", "\u200bok"))).info["dropped_incomplete"] == 0   # text after it counts
+
+
+def test_drop_incomplete_that_drops_everything_is_an_error():
+    with pytest.raises(ZooError, match=r"drop_incomplete dropped all 3 instruction\(s\): none has every model's answer "
+                                       r"and score \(blank answers 3, NaN scores 0, missing rows 0\)"):
+        validate(_zoo(lambda r: r.assign(response=np.where(r["model"] == "m2", "\ufeff", r["response"]))),
+                 drop_incomplete=True)
+
+
+def test_constant_scores_are_refused_and_ties_counted():
+    with pytest.raises(ZooError, match=r"every score in column 'rm' is 1.0: .* a selection would just be uuid order"):
+        validate(_zoo(lambda r: r.assign(rm=1.0)))
+    zoo = validate(_zoo(lambda r: r.assign(rm=np.where(r["uuid"] == "u2", 7.0, r["rm"]))))
+    assert zoo.info["tied_instructions"] == {"rm": 1}
+    assert "all models scored alike (rm): 1 instruction(s); they rank among themselves by uuid" in \
+        cs.zoo.validation_report(zoo)
+
+
+def test_repeated_instruction_texts_are_counted_and_reported():
+    four = _zoo(lambda r: pd.concat([r, r[r.uuid == "u1"].assign(uuid="u4"), r[r.uuid == "u1"].assign(uuid="u5"),
+                                     r[r.uuid == "u1"].assign(uuid="u6")], ignore_index=True))
+    zoo = validate(four)
+    assert zoo.info["duplicate_texts"] == 3          # u4, u5, u6 repeat u1's text: each could enter a subset
+    assert zoo.info["duplicate_text_example"] == {"uuids": ["u1", "u4", "u5", "u6"], "text": "'text u1'"}
+    report = cs.zoo.validation_report(zoo)
+    assert "uuids repeating an earlier uuid's text: 3 (each copy can be selected), e.g. ['u1', 'u4', 'u5', 'u6']" in report
+    assert validate(_zoo()).info["duplicate_texts"] == 0
+
+
+def test_alpacaeval_orphan_answers_are_counted(tmp_path, shared_data):
+    src = shared_data / "alpacaeval_zoo"
+    inst = pd.read_parquet(src / "instructions.parquet")
+    inst.iloc[1:21].to_parquet(tmp_path / "instructions.parquet")    # the first one's 56 answers lose it
+    resp = pd.read_parquet(src / "responses.parquet")
+    resp[resp["instruction"].isin(inst["instruction"].iloc[:21])].to_parquet(tmp_path / "responses.parquet")
+    zoo = load_zoo("alpacaeval", tmp_path, limit=20, drop_incomplete=True)
+    assert zoo.info["orphan_answers"] == 56 and inst["instruction"].iloc[0] not in set(zoo.responses["instruction"])
+    assert "answers without an instruction (not loaded): 56, e.g. model " in cs.zoo.validation_report(zoo)
+
+
+@pytest.mark.parametrize("flag", [True, np.bool_(False)])
+def test_size_b_must_be_a_number_not_a_flag(flag):
+    with pytest.raises(ZooError, match=rf"model 'm2': size_b {flag!r} is not a number"):
+        validate(_zoo(models_change=lambda m: m.assign(size_b=pd.Series([1.0, flag, np.nan], dtype=object))))
+
+
+def test_model_names_with_dollars_draw_as_written():
+    import matplotlib
+    matplotlib.use("Agg")
+
+    names = ["m$\\foo$", "a$x^2$b", "m3"]
+    zoo = validate(_zoo(lambda r: r.assign(model=r["model"].map(dict(zip(["m1", "m2", "m3"], names)))),
+                        lambda m: m.assign(model=names)))
+    fig = cs.zoo.plot_scores_by_family(zoo, title="zoo $\\oops$")
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["m$\\foo$ (1B)", "a$x^2$b (2B)", "m3 (size ?)"]
+    fig.canvas.draw()                                   # mathtext would raise here: ParseFatalException

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .. import training
+from ..escaping import literal_figure_text
 from .answers import anchor_system, load_answers, systems_table
 from .benchmarks import benchmarks_for
 from .proxy import LABEL as PROXY_LABEL
@@ -164,7 +165,7 @@ def plot_scores(summary: pd.DataFrame, title: str):
             ax.text(0.5, 0.5, "every system scores the same", transform=ax.transAxes, ha="center", va="center",
                     fontsize=9, bbox={"facecolor": "white", "edgecolor": "0.6"})
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    literal_figure_text(fig).tight_layout()
     return fig
 
 

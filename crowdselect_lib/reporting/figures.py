@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..escaping import literal_figure_text
 from ..runs import repo_root
 from . import plots
 from .grid import cell_configs, cell_labels
@@ -61,7 +62,7 @@ def figure3_bars(c: pd.DataFrame, title: str, benchmarks=("MT-Bench", "Arena-Har
     legend = {lab: h for ax in axes.flat for h, lab in zip(*ax.get_legend_handles_labels())}
     fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=min(8, len(legend)), fontsize=8, frameon=False)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.06, 1, 0.97))
+    literal_figure_text(fig).tight_layout(rect=(0, 0.06, 1, 0.97))
     return fig
 
 
@@ -83,7 +84,7 @@ def figure4_sizes(c: pd.DataFrame, title: str, sizes: dict[str, float]):
         ax.set_ylabel(bench)
         ax.legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    literal_figure_text(fig).tight_layout()
     return fig
 
 
@@ -118,7 +119,7 @@ def paper_vs_ours(c: pd.DataFrame, title: str):
     ax.set_xlabel("paper")
     ax.set_ylabel("reproduced")
     ax.set_title(title, fontsize=9)
-    return fig
+    return literal_figure_text(fig)
 
 
 def figures_dir(cfg) -> Path:
@@ -158,7 +159,7 @@ def table_figure(cfg, table: str, results: pd.DataFrame, paper: pd.DataFrame):
         fig = weight_heatmap(results, caption(cfg, f"Table {spec.id}: CrowdSelect weights (ours)"))
     save(fig, cfg, spec.params_name)
     plots.pyplot().close(fig)
-    return fig
+    return literal_figure_text(fig)
 
 
 def show_figures(cfg, results: dict[str, pd.DataFrame], paper: pd.DataFrame) -> list[Path]:

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..escaping import literal_figure_text
+
 # One colour per kind of selection, the same in every chapter (Tableau 10).
 COLORS = {"Base": "#7f7f7f", "Random": "#bcbd22", "Multi": "#d62728", "Difficulty": "#1f77b4",
           "Separability": "#ff7f0e", "Stability": "#2ca02c", "paper": "#9467bd"}
@@ -37,6 +39,7 @@ def save_figure(fig, directory: str | Path, name: str) -> list[Path]:
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     out = [d / f"{name}.png", d / f"{name}.pdf"]
+    literal_figure_text(fig)   # names with "$" (models, students) print as written, whoever drew the figure
     for p in out:
         fig.savefig(p, bbox_inches="tight", dpi=150)
     return out
@@ -62,7 +65,7 @@ def cluster_map(coords: np.ndarray, labels, title: str):
     ax.set_xlabel("t-SNE 1")
     ax.set_ylabel("t-SNE 2")
     ax.set_title(title, fontsize=10)
-    return fig
+    return literal_figure_text(fig)
 
 
 def matrix_heatmap(mat: pd.DataFrame, title: str, fmt: str = ".2f", cmap: str = "viridis", label: str = "",
@@ -83,4 +86,4 @@ def matrix_heatmap(mat: pd.DataFrame, title: str, fmt: str = ".2f", cmap: str = 
     ax.set_title(title, fontsize=9, wrap=True)
     ax.set_xlabel("")
     ax.set_ylabel("")
-    return fig
+    return literal_figure_text(fig)

@@ -6,16 +6,17 @@ tables that print average answer tokens (7, 8, 14-16) add ``· 301 tok``. Best i
 the paper's own rule for that table (`TableSpec.marking`), among ours and among the paper's values separately;
 an anchor that is 50.0 by construction is never marked; tables whose marks the text lost are not marked. The
 notes under each table list the paper's own notes for it (marking, anchors, inconsistencies, captions), the
-values arXiv v1 prints differently, and what stands in for the paper's models and judge.
+values arXiv v1 prints differently, and what stands in for the paper's models and judge. Every text (labels,
+captions, notes, cells) goes through the format's `escaping` helper, so names from params or data are inert.
 """
 from __future__ import annotations
 
-import html
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ..escaping import ESCAPE
 from ..runs import write_text
 from .grid import cell_labels, paper_groups
 from .registry import TRAIN_METHOD_LABELS, demo_caption, TableSpec, table_caption, table_spec
@@ -104,6 +105,7 @@ def _lines(c: pd.DataFrame, spec: TableSpec, ours_name: str, fmt: str,
     if not paper_only and c["ours"].notna().any():
         c = c[c.groupby("row")["ours"].transform(lambda x: x.notna().any())]
     best, second = _MARKUP[fmt]
+    esc = ESCAPE[fmt]
     columns = list(dict.fromkeys(c["column"]))
     cell = {(x.row, x.column): x for x in c.itertuples()}
     body = []
@@ -120,11 +122,11 @@ def _lines(c: pd.DataFrame, spec: TableSpec, ours_name: str, fmt: str,
             for x, col, v in zip(got, columns, vals):
                 d = _decimals(row, col)
                 if who == "diff":
-                    texts.append(MISSING if pd.isna(v) else f"{v:+.{d}f}")
+                    texts.append(esc(MISSING if pd.isna(v) else f"{v:+.{d}f}"))
                     continue
-                t = _cell_text(v, getattr(x, f"{who}_lo", np.nan) if x is not None else np.nan,
+                t = esc(_cell_text(v, getattr(x, f"{who}_lo", np.nan) if x is not None else np.nan,
                                getattr(x, f"{who}_hi", np.nan) if x is not None else np.nan,
-                               getattr(x, f"{who}_tok", np.nan) if x is not None else np.nan, d, spec.tokens)
+                               getattr(x, f"{who}_tok", np.nan) if x is not None else np.nan, d, spec.tokens))
                 m = getattr(x, f"{who}_mark", 0) if x is not None else 0
                 texts.append(best.format(t) if m == 1 else second.format(t) if m == 2 else t)
             body.append((f"{row} · {label}", texts))
@@ -164,7 +166,7 @@ def render(results: pd.DataFrame, paper: pd.DataFrame | None, spec: TableSpec, *
     if not body:
         body_note = "No judged scores and no paper numbers for this table."
         notes = [body_note] + notes
-    esc = {"latex": _latex, "html": html.escape, "markdown": lambda s: s.replace("|", "\\|")}[fmt]
+    esc = ESCAPE[fmt]
     if fmt == "markdown":
         lines = [f"**{esc(caption_text)}**", ""] if caption_text else []
         if body:
@@ -177,9 +179,9 @@ def render(results: pd.DataFrame, paper: pd.DataFrame | None, spec: TableSpec, *
         if body:
             lines += ["\\begin{tabular}{l" + "r" * len(columns) + "}", "\\toprule",
                       " & " + " & ".join(esc(x) for x in columns) + " \\\\", "\\midrule"]
-            lines += [esc(label) + " & " + " & ".join(_latex(v) for v in vals) + " \\\\" for label, vals in body]
+            lines += [esc(label) + " & " + " & ".join(vals) + " \\\\" for label, vals in body]
             lines += ["\\bottomrule", "\\end{tabular}"]
-        lines += ["\\end{table}"] + [f"% {n}" for n in notes]
+        lines += ["\\end{table}"] + [f"% {esc(n)}" for n in notes]
         return "\n".join(lines) + "\n"
     lines = ["<table>"] + ([f"<caption>{esc(caption_text)}</caption>"] if caption_text else [])
     if body:
@@ -189,13 +191,6 @@ def render(results: pd.DataFrame, paper: pd.DataFrame | None, spec: TableSpec, *
     lines.append("</table>")
     lines += ["<ul>"] + [f"<li>{esc(n)}</li>" for n in notes] + ["</ul>"] if notes else []
     return "\n".join(lines) + "\n"
-
-
-def _latex(s: str) -> str:
-    for a, b in [("&", "\\&"), ("%", "\\%"), ("_", "\\_"), ("↑", "$\\uparrow$"), ("↓", "$\\downarrow$"),
-                 ("Δ", "$\\Delta$"), ("≙", "$\\leftrightarrow$"), ("·", "$\\cdot$")]:
-        s = s.replace(a, b)
-    return s
 
 
 def save_table(results: pd.DataFrame, paper: pd.DataFrame | None, spec: TableSpec, directory: str | Path,

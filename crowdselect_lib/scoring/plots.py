@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ..escaping import literal_figure_text
+
 
 def score_matrix(S: pd.DataFrame, title: str, n_rows: int = 40):
     """The score matrix S (instructions x models) of one reward model: its first `n_rows` instructions."""
@@ -13,7 +15,7 @@ def score_matrix(S: pd.DataFrame, title: str, n_rows: int = 40):
     fig.colorbar(im, ax=ax, label="reward score")
     ax.set(xlabel=f"instruction (first {min(n_rows, len(S))})", ylabel="generator model", title=title)
     ax.set_yticks(range(S.shape[1]), S.columns, fontsize=6)
-    fig.tight_layout()
+    literal_figure_text(fig).tight_layout()
     return fig
 
 
@@ -27,5 +29,5 @@ def rescored_vs_shipped(rows: pd.DataFrame, shipped: str, rescored_name: str, ti
     ax.scatter(rows[shipped], rows["rescored"], s=14, alpha=0.8, label=f"{len(rows)} rows, Spearman {rho:.2f}")
     ax.set(xlabel=f"shipped score: {shipped}", ylabel=f"re-scored: {rescored_name}", title=title)
     ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
+    literal_figure_text(fig).tight_layout()
     return fig

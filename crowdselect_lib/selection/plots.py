@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..escaping import literal_figure_text
 from ..metrics import METRICS
 from .score import normalize
 
@@ -21,7 +22,7 @@ def plot_normalisation(metrics: pd.DataFrame, title: str):
         ax.set_ylabel(f"rho_{m} (eq. 8)")
         ax.set_ylim(-0.03, 1.03)
     fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
+    literal_figure_text(fig).tight_layout()
     return fig
 
 
@@ -42,7 +43,7 @@ def plot_quotas(quotas: pd.DataFrame, title: str):
     ax.set_ylim(0, 1.4 * max(quotas["top_k_without_quota"].max(), quotas["taken"].max()))
     ax.legend(fontsize=8, ncol=3, loc="upper center")
     ax.set_title(title, fontsize=11)
-    fig.tight_layout()
+    literal_figure_text(fig).tight_layout()
     return fig
 
 
@@ -63,7 +64,7 @@ def plot_profiles(profiles: pd.DataFrame, title: str):
     ax.set_ylabel("mean percentile rank in the zoo")
     ax.legend(fontsize=8, ncol=3, loc="upper center")
     ax.set_title(title, fontsize=11)
-    fig.tight_layout()
+    literal_figure_text(fig).tight_layout()
     return fig
 
 
@@ -81,5 +82,5 @@ def plot_jaccard(jaccard: pd.DataFrame, title: str):
     ax.set_yticks(range(len(jaccard)), jaccard.index)
     fig.colorbar(im, ax=ax, label="Jaccard overlap")
     ax.set_title(title, fontsize=11)
-    fig.tight_layout()
+    literal_figure_text(fig).tight_layout()
     return fig

@@ -7,6 +7,7 @@ import tempfile
 import numpy as np
 import pandas as pd
 
+from ..escaping import literal_figure_text
 from ..reporting.plots import color, pyplot
 from ..reporting.registry import subset_label
 from .data import SFT_METHODS, loss_mask_table, mask_boundary
@@ -75,7 +76,7 @@ def plot_loss_curves(history: pd.DataFrame, title: str | None = None, smooth: in
         ax.legend(fontsize=8, frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)
-    return fig
+    return literal_figure_text(fig)
 
 
 def sample_answer(path, instruction: str, max_new_tokens: int = 48) -> dict:

@@ -15,7 +15,7 @@ from pathlib import Path
 from ..runs import Step, check_name, fingerprint
 from .demo import DEMO_DEFAULT_RM, SIM_REWARD_MODELS, demo_zoo, planted_correlations
 from .model import (KEY_COLUMNS, LABELS, MAX_ABS_SCORE, Zoo, ZooError, alpacaeval_models, check_models,
-                    magpie_models, validate)
+                    magpie_models, validate, validation_report)
 from .plots import model_order, plot_scores_by_family
 from .sources import (ALPACAEVAL_REWARD_MODEL, DEFAULT_REWARD_MODEL, MAGPIE_REPO, MAGPIE_REWARD_MODELS,
                       input_files, load_alpacaeval, load_magpie)
@@ -119,6 +119,7 @@ def load_run_zoo(run, cfg) -> Zoo:
 prepare_run_zoo = load_run_zoo   # the chapter 01 name of earlier versions
 
 __all__ = ["Zoo", "ZooError", "load_zoo", "load_config_zoo", "zoo_step", "load_run_zoo", "prepare_run_zoo", "validate",
+           "validation_report",
            "check_models", "magpie_models", "alpacaeval_models", "demo_zoo", "planted_correlations", "zoo_reward_models",
            "default_reward_model", "plot_scores_by_family", "model_order", "KEY_COLUMNS", "LABELS", "MAX_ABS_SCORE", "MAGPIE_REPO", "MAGPIE_REWARD_MODELS",
            "DEFAULT_REWARD_MODEL", "ALPACAEVAL_REWARD_MODEL", "SIM_REWARD_MODELS", "DEMO_DEFAULT_RM", "ZOO_VERSION"]

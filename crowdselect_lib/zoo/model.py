@@ -10,7 +10,9 @@ models graded every answer.
 
 `validate` is the one gate every source passes through: a problem is either a `ZooError` that names it (the
 column, uuid, model or value) or, for incomplete instructions with ``drop_incomplete``, a counted drop
-recorded in ``Zoo.info``.
+recorded in ``Zoo.info``. What is legal but changes a selection is counted in ``Zoo.info`` and shown by
+`validation_report`: instructions whose models all scored alike (no ranking signal), uuids that repeat another
+uuid's text (each copy can be selected), answers without an instruction (`sources`).
 """
 from __future__ import annotations
 
@@ -25,6 +27,9 @@ import pandas as pd
 from ..runs import write_json, write_parquet
 
 KEY_COLUMNS = ["uuid", "instruction", "model", "response"]
+# blank = only these: Unicode whitespace (str.isspace), zero-width space/joiners, word joiner, BOM, NUL
+BLANK_CHARS = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+               "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000" "\u180e\u200b\u200c\u200d\u2060\ufeff\x00")
 MAX_ABS_SCORE = 1e150   # |score| above this would overflow the variance of eq. 4 (float64 max ~1.8e308)
 LABELS = {
     "demo": "offline demo: simulated zoo",
@@ -129,13 +134,13 @@ class Zoo:
 # ---------------------------------------------------------------------- validation
 
 def _blank(s: pd.Series) -> np.ndarray:
-    """True where a text cell is missing, not a string, or only whitespace (categoricals: checks categories)."""
+    """True where a text cell is missing, not a string, or only `BLANK_CHARS` (categoricals: checks categories)."""
     if isinstance(s.dtype, pd.CategoricalDtype):
         cats = pd.Series(s.cat.categories)
         bad_cat = np.flatnonzero(_blank(cats))
         codes = s.cat.codes.to_numpy()
         return (codes < 0) | np.isin(codes, bad_cat)
-    stripped = s.str.strip() if s.dtype == object or pd.api.types.is_string_dtype(s.dtype) else None
+    stripped = s.str.strip(BLANK_CHARS) if s.dtype == object or pd.api.types.is_string_dtype(s.dtype) else None
     if stripped is None:
         return np.ones(len(s), dtype=bool)
     return (stripped.isna() | (stripped == "")).to_numpy(dtype=bool)
@@ -160,6 +165,10 @@ def check_models(models: pd.DataFrame) -> pd.DataFrame:
     fam = _blank(m["family"].astype(object))
     if fam.any():
         raise ZooError(f"model {m.loc[fam, 'model'].iloc[0]!r} has no family (family is {m.loc[fam, 'family'].iloc[0]!r})")
+    flags = m["size_b"].map(lambda x: isinstance(x, (bool, np.bool_))).to_numpy(dtype=bool)
+    if flags.any():
+        raise ZooError(f"model {m.loc[flags, 'model'].iloc[0]!r}: size_b {m.loc[flags, 'size_b'].iloc[0]!r} is not a number "
+                       "(billions of parameters; leave it empty when unknown)")
     size = pd.to_numeric(m["size_b"], errors="coerce").astype(float)
     bad = size.isna() & m["size_b"].notna()
     if bad.any():
@@ -237,8 +246,9 @@ def validate(zoo: Zoo, drop_incomplete: bool = False) -> Zoo:
 
     Errors: empty zoo, no reward model, missing column, bad model table (family, size_b), NaN or mixed-type
     uuids, unknown model, blank instruction or two texts for one uuid, non-numeric / infinite / huge score,
-    duplicate (uuid, model). Incomplete (an error unless `drop_incomplete`): a missing (uuid, model) row, a
-    NaN score, a missing or blank answer.
+    duplicate (uuid, model), a score column that is one constant, nothing left after `drop_incomplete`. Blank =
+    only whitespace, zero-width characters, BOM or NUL. Incomplete (an error unless `drop_incomplete`): a missing
+    (uuid, model) row, a NaN score, a missing or blank answer. Counted in ``info``: see `_selection_hazards`.
     """
     r = zoo.responses
     if r is None or len(r) == 0:
@@ -288,6 +298,53 @@ def validate(zoo: Zoo, drop_incomplete: bool = False) -> Zoo:
                                      "nan_score": int(reasons["nan_score"].sum()),
                                      "missing_rows": int(len(incomplete) * len(models) - gone.sum())})
         r = r.loc[~gone].reset_index(drop=True)
+        if not len(r):
+            raise ZooError(f"drop_incomplete dropped all {len(incomplete)} instruction(s): none has every model's "
+                           f"answer and score (blank answers {info['dropped_reasons']['no_answer']}, NaN scores "
+                           f"{info['dropped_reasons']['nan_score']}, missing rows "
+                           f"{info['dropped_reasons']['missing_rows']}); check the zoo's model list")
     else:
         info.setdefault("dropped_incomplete", 0)
+    info.update(_selection_hazards(r, zoo.reward_models))
     return Zoo(r, models, list(zoo.reward_models), zoo.source, zoo.default_reward_model, zoo.truth, info)
+
+
+def _selection_hazards(r: pd.DataFrame, reward_models: list[str]) -> dict:
+    """Refuse a score column that is one constant (every metric equal: a selection would be uuid order); count
+    instructions whose models all scored alike (``tied_instructions``, per reward model) and uuids that repeat an
+    earlier uuid's instruction text (``duplicate_texts``: each copy can enter a subset)."""
+    tied = {}
+    for rm in reward_models:
+        by = r.groupby("uuid", sort=False, observed=True)[rm]
+        lo, hi = by.min(), by.max()
+        if len(lo) > 1 and lo.min() == hi.max():
+            raise ZooError(f"every score in column {rm!r} is {float(lo.iloc[0])!r}: each instruction would get the same "
+                           "difficulty, separability and stability, and a selection would just be uuid order")
+        tied[rm] = int((lo == hi).sum())
+    inst = r.drop_duplicates("uuid")
+    dup = inst["instruction"].duplicated(keep="first").to_numpy()
+    out = {"tied_instructions": tied, "duplicate_texts": int(dup.sum())}
+    if dup.any():
+        first = inst.loc[dup, "instruction"].iloc[0]
+        out["duplicate_text_example"] = {"uuids": [str(u) for u in inst.loc[inst["instruction"] == first, "uuid"][:5]],
+                                         "text": _short(first, 80)}
+    return out
+
+
+def validation_report(zoo: Zoo) -> str:
+    """One line per count of ``Zoo.info`` a reader should see before selecting: dropped, tied, duplicate, orphan."""
+    i = zoo.info
+    n = zoo.responses["uuid"].nunique()
+    lines = [f"{zoo.label} | {i.get('data_version', '?')} | {n:,} instructions x {len(zoo.models)} models",
+             f"dropped as incomplete: {i.get('dropped_incomplete', 0)} {i.get('dropped_reasons', '')}".rstrip()]
+    for rm, k in (i.get("tied_instructions") or {}).items():
+        if k:
+            lines.append(f"all models scored alike ({rm}): {k} instruction(s); they rank among themselves by uuid")
+    if i.get("duplicate_texts"):
+        ex = i.get("duplicate_text_example", {})
+        lines.append(f"uuids repeating an earlier uuid's text: {i['duplicate_texts']} (each copy can be selected), e.g. "
+                     f"{ex.get('uuids')} {ex.get('text', '')}")
+    if i.get("orphan_answers"):
+        lines.append(f"answers without an instruction (not loaded): {i['orphan_answers']}, e.g. "
+                     f"{i.get('orphan_example', '')}")
+    return "\n".join(lines)

@@ -6,6 +6,8 @@ import textwrap
 import numpy as np
 import pandas as pd
 
+from ..escaping import literal_figure_text
+
 
 def model_order(zoo) -> pd.DataFrame:
     """The model table ordered family by family (families by name, unknown-size models last), small to large."""
@@ -48,5 +50,5 @@ def plot_scores_by_family(zoo, reward_model: str | None = None, title: str | Non
         ax.set_ylabel(score, fontsize=9)
         ax.grid(axis="y", alpha=0.3)
     ax.set_title(textwrap.fill(title or f"{zoo.label}: scores per model", 70 if horizontal else 110), fontsize=10)
-    fig.tight_layout()
+    literal_figure_text(fig).tight_layout()
     return fig

@@ -128,6 +128,8 @@ def load_alpacaeval(data_dir: str | Path | None, limit: int | None) -> Zoo:
         miss = [c for c in cols if c not in df.columns]
         if miss:
             raise ZooError(f"{d / (name + '.parquet')} lacks column(s) {miss}")
+    resp_all = resp
+    orphan = ~resp["instruction"].isin(inst["instruction"]).to_numpy()   # before `limit`: not ours to drop silently
     if limit is not None:
         inst = inst.iloc[:limit]
     uuid_of = pd.Series([f"alpacaeval-{i:03d}" for i in range(len(inst))], index=inst["instruction"].to_numpy())
@@ -135,5 +137,9 @@ def load_alpacaeval(data_dir: str | Path | None, limit: int | None) -> Zoo:
     long = pd.DataFrame({"uuid": uuid_of.reindex(resp["instruction"]).to_numpy(),
                          "instruction": resp["instruction"].to_numpy(), "model": resp["model"].to_numpy(),
                          "response": resp["output"].to_numpy(), ALPACAEVAL_REWARD_MODEL: resp["preference"].to_numpy()})
-    return Zoo(long, alpacaeval_models(), [ALPACAEVAL_REWARD_MODEL], "alpacaeval", ALPACAEVAL_REWARD_MODEL,
-               info={"data_version": f"local:{d}" if data_dir is not None else "alpaca_eval@main"})
+    info = {"data_version": f"local:{d}" if data_dir is not None else "alpaca_eval@main",
+            "orphan_answers": int(orphan.sum())}
+    if orphan.any():
+        first = resp_all.loc[orphan].iloc[0]
+        info["orphan_example"] = f"model {first['model']!r} answering {str(first['instruction'])[:60]!r}"
+    return Zoo(long, alpacaeval_models(), [ALPACAEVAL_REWARD_MODEL], "alpacaeval", ALPACAEVAL_REWARD_MODEL, info=info)
