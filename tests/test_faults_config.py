@@ -164,6 +164,9 @@ def test_what_yaml_1_1_gets_right_still_loads(tmp_path):
     assert cfg.selection.k == 1000 and cfg.judge.judge_extra_body == {"thinking": {"type": False}}
     from pathlib import Path
     assert cfg.run.root == str(Path.home() / "x") and "~" not in cfg.to_yaml()
+    # what the run writes (config.yaml, a cell's params) reads back as itself: "1e-5" stays a string there
+    (tmp_path / "back.yaml").write_text(load_config(None, {"run.name": "1e-5", "description": "no"}).to_yaml())
+    assert load_config(tmp_path / "back.yaml").run.name == "1e-5"
     # papermill's -y reads 1e-5 as a string (YAML 1.1): a float field takes it
     assert load_config(None, {"training.learning_rate": "1e-5"}).training.learning_rate == 1e-5
     with pytest.raises(ConfigError, match=r"training.learning_rate: expected a number, got str 'fast'"):

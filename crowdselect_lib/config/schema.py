@@ -9,15 +9,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-import yaml
-
-from ..runs.store import digest
 from ..runs.run import check_name
+from ..runs.store import digest
 from .base import TRAIN_METHODS, ConfigError, check_rules, home, seed_ok, weights_problem  # noqa: F401
 from .data_sections import (ClusteringConfig, EmbeddingConfig, MetricsConfig, RewardModelConfig,  # noqa: F401
                             ScoringConfig, SelectionConfig, SubsetSpec, ZooConfig)
 from .run_sections import (BaselinesConfig, GridCell, JudgeConfig, LLMConfig, TablesConfig,  # noqa: F401
                            TrainingConfig)
+from .strict_yaml import dump_yaml
 
 
 @dataclass
@@ -58,7 +57,7 @@ class RunConfig:
 
     def to_yaml(self) -> str:
         """The resolved config, shown at the top of every executed notebook (house rule 1)."""
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+        return dump_yaml(self.to_dict())
 
     def digest(self) -> str:
         """Short hash of the resolved config (recorded in manifests)."""

@@ -96,6 +96,18 @@ _StrictLoader.add_constructor("tag:yaml.org,2002:map", _StrictLoader.construct_y
 _StrictLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_12, list("-+0123456789."))
 
 
+class _Dumper(yaml.SafeDumper):
+    """Quotes a string that `read_yaml` would read as something else (``"1e-5"``), so a dump reads back as itself."""
+
+
+_Dumper.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_12, list("-+0123456789."))
+
+
+def dump_yaml(data: Any) -> str:
+    """`data` as YAML that `read_yaml` reads back unchanged (``yaml.safe_dump`` quotes ``"1e-5"`` too)."""
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False)
+
+
 def _line(mark) -> str:
     return f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
 
