@@ -143,7 +143,7 @@ def test_deep_or_self_referring_yaml_is_a_config_error_not_a_recursion_error(tmp
     ("run:\n  seed: -1\n", r"run.seed: -1 must be within 0"),
     ("run:\n  name: \"demo\\n\"\n", r"run.name 'demo\\n' is not a plain name"),
     ("selection:\n  weights: [1, .nan, 2]\n", r"selection.weights\[1\]: nan must be a finite number"),
-    ("1: x\n", r"p.yaml: RunConfig: key 1 is a int, not a name"),
+    ("1: x\n", r"p.yaml: RunConfig: key 1 \(int\) is not a name"),
     ("demo: [1]\n", r"p.yaml: demo: must be a mapping"),
 ], ids=["dup", "dup-section", "octal", "base-60", "no", "off", "yes-name", "inf", "nan-price", "negative-price",
         "nan-beta", "weight-decay", "zero-beta", "seeds", "cluster-seed", "run-seed", "newline-name", "nan-weight",

@@ -102,7 +102,7 @@ def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     odd = [k for k in data if not isinstance(k, str)]
     if odd:
-        raise ConfigError(f"{prefix or cls.__name__}: key {odd[0]!r} is a {type(odd[0]).__name__}, not a name "
+        raise ConfigError(f"{prefix or cls.__name__}: key {odd[0]!r} ({type(odd[0]).__name__}) is not a name "
                           "(quote it)")
     unknown = sorted(set(data) - names)
     if unknown:
