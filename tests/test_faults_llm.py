@@ -211,6 +211,7 @@ def test_an_unusable_reply_is_a_counted_skip_paid_once(tmp_path, fault, words):
         assert [r.text for r in out] == ["Q0", None, "Q2"] and words in out[1].error
         info = llm.info()
         assert (srv.count, info["unusable"], info["retries"], info["cache"]["unusable"]) == (3, 1, 0, 1)
+        assert info["completion_tokens"] == (2 if fault == "no_choices" else 3)   # a skipped reply's usage counts
         again = make_llm(cfg_for(srv), cache_dir=tmp_path).complete(convs(3), skip_rejected=True)
         assert [r.error for r in again] == [r.error for r in out] and srv.count == 3
 

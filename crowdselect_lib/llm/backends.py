@@ -177,6 +177,8 @@ class OpenAIBackend:
 
     def _unusable(self, problem: str, meta: dict, messages: list[dict]) -> UnusableReply:
         self._count("unusable")
+        for name in ("prompt_tokens", "completion_tokens"):           # what it cost still counts
+            self._count(name, n=meta.get("usage", {}).get(name, 0))
         return UnusableReply(redact(f"{self.shown_url} gave no usable reply for model {self.cfg.model!r}: {problem} "
                                     f"(request: {preview(messages)}); counted as a failure, not retried",
                                     self.secrets), redact_obj(meta, self.secrets))
