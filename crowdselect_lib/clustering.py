@@ -139,8 +139,8 @@ def clusters_step(run, cfg) -> Step:
     c = cfg.clustering
     settings = {"n_clusters": c.n_clusters, "seed": c.seed, "n_init": c.n_init, "minibatch": c.minibatch,
                 "embedding": embedding_settings(cfg.embedding)}
-    return Step(run.dir, "clusters", f"kmeans-k{c.n_clusters}", settings, {"zoo": zoo_step(run, cfg).key},
-                CLUSTERS_VERSION)
+    return Step(run.dir, "clusters", f"kmeans-k{c.n_clusters}", settings, {"zoo": zoo_step(run, cfg)},
+                CLUSTERS_VERSION, "crowdselect_lib.clustering")
 
 
 def load_run_clusters(run, cfg) -> pd.Series:
@@ -171,7 +171,7 @@ def tsne_map(embeddings: np.ndarray, n_points: int = 2000, seed: int = 0) -> tup
 def tsne_step(run, cfg) -> Step:
     c = cfg.clustering
     return Step(run.dir, "clusters", f"tsne-k{c.n_clusters}", {"points": c.tsne_points, "seed": cfg.run.seed},
-                {"clusters": clusters_step(run, cfg).key}, TSNE_VERSION)
+                {"clusters": clusters_step(run, cfg)}, TSNE_VERSION, "crowdselect_lib.clustering")
 
 
 def load_run_tsne(run, cfg) -> pd.DataFrame:

@@ -202,13 +202,14 @@ def metrics_step(run, cfg, reward_model: str | None = None) -> Step:
     """Key of the metrics of one reward model (default: `metrics.reward_model`, else the zoo's default).
     A reward model the zoo does not carry is read from chapter 02's scores (`scoring.scores_step`)."""
     rm = reward_model or default_reward_model(cfg)
-    inputs = {"zoo": zoo_step(run, cfg).key}
+    inputs = {"zoo": zoo_step(run, cfg)}
     if rm not in zoo_reward_models(cfg):
         from . import scoring   # only for re-scored zoos (chapter 02)
 
-        inputs["scores"] = scoring.scores_step(run, cfg, rm).key
+        inputs["scores"] = scoring.scores_step(run, cfg, rm)
     settings = {"reward_model": rm, "stability_families": cfg.metrics.stability_families}
-    return Step(run.dir, "metrics", check_name(slug(rm), "reward model"), settings, inputs, METRICS_VERSION)
+    return Step(run.dir, "metrics", check_name(slug(rm), "reward model"), settings, inputs, METRICS_VERSION,
+                "crowdselect_lib.metrics")
 
 
 def _scored_zoo(run, cfg, st: Step, rm: str):

@@ -17,6 +17,9 @@ from ..selection import best_responses, selection_table
 from ..selection import top_k as selection_top_k
 from ..zoo import default_reward_model
 
+# the code a baseline step's key follows (issue 25): this package and the selection table it writes
+BASELINE_CODE = ("crowdselect_lib.baselines", "crowdselect_lib.selection")
+
 
 @dataclass(frozen=True)
 class Baseline:

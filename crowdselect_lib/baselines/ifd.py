@@ -30,7 +30,8 @@ import pandas as pd
 
 from ..runs import Step, read_json, write_json, write_parquet
 from ..zoo import default_reward_model, zoo_step
-from .common import Baseline, Context, Picked, best_pairs, candidate_settings, candidates, subset_k, top_available
+from .common import (BASELINE_CODE, Baseline, Context, Picked, best_pairs, candidate_settings, candidates, subset_k,
+                     top_available)
 
 VERSION = "1"
 ALPACA_PROMPT = ("Below is an instruction that describes a task. Write a response that appropriately completes the "
@@ -206,18 +207,18 @@ def pre_model_step(run, cfg) -> Step:
                 "percentiles": list(b.ifd_pre_percentiles), "steps": b.ifd_pre_steps, "seed": cfg.run.seed,
                 "revision": cfg.training.student_revisions.get(model_name(cfg)),
                 "training": {k: v for k, v in dataclasses.asdict(_pre_training(cfg)).items() if k not in RUN_ONLY}}
-    return Step(run.dir, "baselines", "ifd-pre_model", settings, {"zoo": zoo_step(run, cfg).key}, VERSION)
+    return Step(run.dir, "baselines", "ifd-pre_model", settings, {"zoo": zoo_step(run, cfg)}, VERSION, BASELINE_CODE)
 
 
 def work_step(run, cfg, name: str) -> Step:
     """The IFD scores of ``ifd_no_pre`` (the untouched model) or ``ifd_pre`` (the pre-experienced one)."""
     b = cfg.baselines
-    inputs = {"zoo": zoo_step(run, cfg).key}
+    inputs = {"zoo": zoo_step(run, cfg)}
     if name == "ifd_pre":
-        inputs["pre_model"] = pre_model_step(run, cfg).key
+        inputs["pre_model"] = pre_model_step(run, cfg)
     settings = {"model": model_name(cfg), "prompt": b.ifd_prompt, "max_length": b.ifd_max_length,
                 "reward_model": default_reward_model(cfg), **candidate_settings(cfg, b.ifd_subset)}
-    return Step(run.dir, "baselines", f"{name}-scores", settings, inputs, VERSION)
+    return Step(run.dir, "baselines", f"{name}-scores", settings, inputs, VERSION, BASELINE_CODE)
 
 
 def _pre_model(ctx: Context, pairs: pd.DataFrame) -> str:

@@ -20,7 +20,8 @@ import pandas as pd
 from ..runs import Step, read_json, write_json, write_parquet
 from ..zoo import default_reward_model, zoo_step
 from .asking import ParseError, Truncated, ask_with_retries, client, generation, llm_identity, llm_report
-from .common import Baseline, Context, Picked, best_pairs, candidate_settings, candidates, subset_k, top_available
+from .common import (BASELINE_CODE, Baseline, Context, Picked, best_pairs, candidate_settings, candidates, subset_k,
+                     top_available)
 
 VERSION = "1"
 
@@ -259,7 +260,8 @@ def work_step(run, cfg, method: str) -> Step:
     """The step of an LLM baseline's replies: ``direct_score-ratings`` (shared by both directions) or
     ``instag-tags``."""
     name = "instag-tags" if method == "instag" else "direct_score-ratings"
-    return Step(run.dir, "baselines", name, _llm_settings(cfg, method), {"zoo": zoo_step(run, cfg).key}, VERSION)
+    return Step(run.dir, "baselines", name, _llm_settings(cfg, method), {"zoo": zoo_step(run, cfg)}, VERSION,
+                BASELINE_CODE)
 
 
 def items(ctx: Context, method: str) -> tuple[pd.DataFrame, dict]:

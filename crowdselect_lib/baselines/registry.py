@@ -18,11 +18,11 @@ from .. import clustering
 from ..models import quiet
 from ..metrics import load_run_metrics, metrics_step
 from ..runs import Step, check_name, check_unique
-from ..selection import read_selection, write_selection
+from ..selection import publish_selection, read_selection, write_selection
 from ..zoo import default_reward_model, load_run_zoo, zoo_step
 from . import coreset, ifd, llm_rated, rule_based, selectllm
 from .asking import client
-from .common import Baseline, Context, build_table
+from .common import BASELINE_CODE, Baseline, Context, build_table
 
 VERSION = "1"
 REGISTRY: dict[str, Baseline] = {b.name: b for mod in (rule_based, llm_rated, ifd, selectllm, coreset)
@@ -51,11 +51,11 @@ def baseline_step(run, cfg, method: str) -> Step:
     """The key of one baseline's selection table (pure: the config and the upstream keys; loads nothing)."""
     spec = resolve(method)
     settings = {"k": cfg.selection.k, "reward_model": default_reward_model(cfg), **spec.settings(cfg, method)}
-    inputs = {"zoo": zoo_step(run, cfg).key, "metrics": metrics_step(run, cfg).key,
-              "clusters": clustering.clusters_step(run, cfg).key}
+    inputs = {"zoo": zoo_step(run, cfg), "metrics": metrics_step(run, cfg),
+              "clusters": clustering.clusters_step(run, cfg)}
     if spec.work is not None:
-        inputs["work"] = spec.work(run, cfg, method).key
-    return Step(run.dir, "baselines", method, settings, inputs, VERSION)
+        inputs["work"] = spec.work(run, cfg, method)
+    return Step(run.dir, "baselines", method, settings, inputs, VERSION, BASELINE_CODE)
 
 
 class _Inputs:
@@ -80,6 +80,7 @@ def _load(run, cfg, method: str, inputs: _Inputs, costly: bool) -> tuple[pd.Data
     spec = resolve(method)
     st = baseline_step(run, cfg, method).announce()
     if st.done:
+        publish_selection(run, st, method)
         return read_selection(st)
     if spec.work is not None and not costly:
         work = spec.work(run, cfg, method)
@@ -91,10 +92,10 @@ def _load(run, cfg, method: str, inputs: _Inputs, costly: bool) -> tuple[pd.Data
         picked = spec.select(ctx)
     table = build_table(ctx, picked, inputs.get("metrics"), inputs.get("clusters"))
     report = {"method": method, "label": spec.label, "in_paper": spec.paper, "kind": spec.kind,
-              "k": int(len(table)), **picked.report, "rows": int(len(table)), "key": st.key, "settings": st.settings}
+              "k": int(len(table)), **picked.report, "rows": int(len(table)), "settings": st.settings}
     report.setdefault("shortfall", 0)
-    write_selection(run, st, table, method, report)
-    return table, report
+    write_selection(run, st, table, method, report)       # no key in the file: early cutoff (runs.step)
+    return table, {**report, "key": st.key}
 
 
 def load_run_baseline(run, cfg, method: str) -> pd.DataFrame:

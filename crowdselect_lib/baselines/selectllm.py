@@ -24,7 +24,7 @@ import pandas as pd
 from ..runs import Step, read_json, write_json, write_parquet
 from ..zoo import zoo_step
 from .asking import ParseError, ask_with_retries, generation, llm_identity, llm_report
-from .common import Baseline, Context, Picked, candidate_settings, candidates, subset_k
+from .common import BASELINE_CODE, Baseline, Context, Picked, candidate_settings, candidates, subset_k
 
 VERSION = "1"
 
@@ -172,7 +172,8 @@ def _settings(cfg) -> dict:
 
 
 def work_step(run, cfg, name: str = "selectllm") -> Step:
-    return Step(run.dir, "baselines", "selectllm-queries", _settings(cfg), {"zoo": zoo_step(run, cfg).key}, VERSION)
+    return Step(run.dir, "baselines", "selectllm-queries", _settings(cfg), {"zoo": zoo_step(run, cfg)}, VERSION,
+                BASELINE_CODE)
 
 
 def _select(ctx: Context) -> Picked:

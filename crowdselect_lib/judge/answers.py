@@ -130,10 +130,11 @@ def answers_step(run, cfg, system: str, benchmark: str, benches: dict | None = N
     bench = benchmarks_for(run, cfg, benches)[benchmark]
     row = system_row(run, cfg, system)
     model = ({"trained": row["key"]} if row["kind"] == "trained" else {"model": row["student"]})
-    return run.step("answers", step_name(system, benchmark), version="1",
+    inputs = ({"trained": training.train_step(run, cfg, row["subset"], row["student"], row["method"],
+                                              int(row["seed"]))} if row["kind"] == "trained" else {})
+    return run.step("answers", step_name(system, benchmark), version="1", code="crowdselect_lib.judge",
                     settings={"model": model, "benchmark": benchmark_identity(bench),
-                              "generation": generation_settings(cfg, row, benchmark)},
-                    inputs={"trained": row["key"]} if row["kind"] == "trained" else {}, log=log)
+                              "generation": generation_settings(cfg, row, benchmark)}, inputs=inputs, log=log)
 
 
 def _read(path: Path) -> pd.DataFrame:

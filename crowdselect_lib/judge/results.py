@@ -30,9 +30,9 @@ GROUP = ["subset", "student", "method", "kind", "benchmark"]
 
 def scores_step(run, cfg, benches: dict | None = None, log=print):
     systems = systems_table(run, cfg)["system"]
-    inputs = {f"{b}:{s}": judgments_step(run, cfg, s, b, benches, log=None).key
+    inputs = {f"{b}:{s}": judgments_step(run, cfg, s, b, benches, log=None)
               for s in systems for b in cfg.judge.benchmarks}
-    return run.step("judge", "scores", version="1", inputs=inputs, log=log,
+    return run.step("judge", "scores", version="1", inputs=inputs, log=log, code="crowdselect_lib.judge",
                     settings={"anchor": anchor_system(cfg, list(systems)), "n_bootstrap": cfg.judge.n_bootstrap,
                               "interval": cfg.judge.interval, "seed": cfg.run.seed})
 

@@ -68,7 +68,8 @@ def make_judge(run, cfg):
 def judgments_step(run, cfg, system: str, benchmark: str, benches: dict | None = None, log=print):
     bench = benchmarks_for(run, cfg, benches)[benchmark]
     ans = answers_step(run, cfg, system, benchmark, benches, log=None)
-    return run.step("judgments", step_name(system, benchmark), version="1", inputs={"answers": ans.key},
+    return run.step("judgments", step_name(system, benchmark), version="1", inputs={"answers": ans},
+                    code="crowdselect_lib.judge",
                     settings={"judge": judge_identity(cfg), "prompts": prompt_digest(bench),
                               "repetitions": cfg.judge.repetitions}, log=log)
 

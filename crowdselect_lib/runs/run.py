@@ -13,10 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .content import caller_code, file_sha256
 from .step import Step
-from .store import digest, read_json, update_json, write_text
+from .store import BadFileError, check_inside, digest, read_json, register_root, update_json, write_text
 
 log = logging.getLogger("crowdselect")
+_META_WAY_OUT = ("meta.json only records what produced the run: delete it, and the chapters write their entries "
+                 "again as they run")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]*")   # whole name (fullmatch: "x\n" is refused)
 
 
@@ -46,16 +49,10 @@ def slug(name: str) -> str:
 
 
 def fingerprint(paths: list[str | Path]) -> str:
-    """Digest of the contents of local input files (a changed file gives a new key downstream)."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for p in sorted(Path(x) for x in paths):
-        h.update(p.name.encode())
-        with open(p, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()[:12]
+    """Digest of the contents of local input files (a changed file gives a new key downstream). Each file's
+    SHA-256 is memoised per process on its inode, size, mtime and ctime (`content.file_sha256`): an edit that
+    keeps size and mtime still changes ctime, so it is hashed again."""
+    return digest([(p.name, file_sha256(p)) for p in sorted(Path(x) for x in paths)])
 
 
 class CheckoutError(FileNotFoundError):
@@ -87,7 +84,7 @@ def notebooks_dir() -> Path:
 
 
 def _attach_log(path: Path) -> None:
-    path = str(path.resolve())
+    path = str(check_inside(path).resolve())
     if not any(isinstance(h, logging.FileHandler) and h.baseFilename == path for h in log.handlers):
         h = logging.FileHandler(path, encoding="utf-8")
         h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
@@ -99,6 +96,9 @@ def _attach_log(path: Path) -> None:
 class Run:
     """A run directory. `run.path("cache", "x.json")` -> <root>/<name>/cache/x.json (parents created)."""
     dir: Path
+
+    def __post_init__(self):
+        register_root(self.dir)     # no write below it may follow a symlink out of it
 
     @classmethod
     def from_config(cls, cfg) -> "Run":
@@ -116,19 +116,24 @@ class Run:
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
 
-    def step(self, stage: str, name: str, *, settings: dict, inputs: dict[str, str] | None = None,
+    def step(self, stage: str, name: str, *, settings: dict, inputs: dict | None = None, code=None,
              version: str = "1", log=print) -> Step:
-        """The keyed step `stage/name` (see `runs.step`); prints ``reused``/``computing`` with its key."""
-        return Step(self.dir, stage, check_name(name, f"{stage} step name"), settings, dict(inputs or {}),
-                    version).announce(log)
+        """The keyed step `stage/name` (see `runs.step`); prints ``reused``/``computing`` with its key.
+        `inputs`: name -> upstream `Step` (keyed on what it wrote) or a fingerprint string; `code`: the modules or
+        packages computing it (names or module objects; default the caller's package in crowdselect_lib)."""
+        return Step(self.dir, check_name(stage, "stage"), check_name(name, f"{stage} step name"), settings,
+                    dict(inputs or {}), version, code or (caller_code(1),)).announce(log)
 
     def update_meta(self, **entries) -> dict:
         """Merge `entries` into meta.json under a lock (two processes never lose each other's entries)."""
-        return update_json(self.dir / "meta.json", lambda m: m.update(entries))
+        return update_json(self.dir / "meta.json", lambda m: m.update(entries), way_out=_META_WAY_OUT)
 
     def meta(self) -> dict:
         p = self.dir / "meta.json"
-        return read_json(p) if p.exists() else {}
+        try:
+            return read_json(p) if p.exists() else {}
+        except BadFileError as e:
+            raise BadFileError(f"{e}: {_META_WAY_OUT}") from None
 
 
 __all__ = ["Run", "CheckoutError", "check_name", "check_unique", "slug", "fingerprint", "repo_root", "params_dir",

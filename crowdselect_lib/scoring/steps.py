@@ -20,7 +20,7 @@ import argparse
 import pandas as pd
 
 from ..config import load_config, parse_sets
-from ..runs import Run, Step, slug, write_parquet
+from ..runs import Run, Step, check_name, slug, write_parquet
 from ..zoo import load_run_zoo, zoo_step
 from .cache import ScoreCache, collect, score_rows
 from .checks import agreement, attach_scores, sample_rows
@@ -35,9 +35,9 @@ def scores_step(run, cfg, reward_model: str, sample: bool = False) -> Step:
     spec = resolve_spec(reward_model, cfg.scoring)
     model = {k: v for k, v in spec.settings().items() if k not in ("batch_size", "trust_remote_code")}
     rows = {"sample": cfg.scoring.verify_sample, "seed": cfg.run.seed} if sample else "all"
-    return Step(run.dir, "scores", slug(spec.name) + ("-sample" if sample else ""),
+    return Step(run.dir, "scores", check_name(slug(spec.name) + ("-sample" if sample else ""), "reward model"),
                 {"reward_model": model, "dtype": cfg.scoring.dtype, "rows": rows},
-                {"zoo": zoo_step(run, cfg).key}, SCORES_VERSION)
+                {"zoo": zoo_step(run, cfg)}, SCORES_VERSION, ("crowdselect_lib.scoring", "crowdselect_lib.models"))
 
 
 def run_scores(run, cfg, reward_model: str, sample: bool = False, *, scorer=None) -> tuple[pd.DataFrame, dict]:

@@ -15,7 +15,7 @@ from ..runs import Step, check_name, check_unique
 from ..zoo import default_reward_model, load_run_zoo, zoo_step
 from .pick import select, top_k
 from .score import combine, percentile_ranks
-from .table import compare_selections, read_selection, selection_table, write_selection
+from .table import compare_selections, publish_selection, read_selection, selection_table, write_selection
 
 SELECTION_VERSION = "2"
 
@@ -63,11 +63,11 @@ def subset_settings(cfg, spec) -> dict:
 def selection_step(run, cfg, subset_name: str) -> Step:
     """The key of one subset of `selection.subsets` (pure: the config and the upstream keys)."""
     spec = subset_spec(cfg, subset_name)
-    inputs = {"zoo": zoo_step(run, cfg).key, "metrics": metrics_step(run, cfg).key}
+    inputs = {"zoo": zoo_step(run, cfg), "metrics": metrics_step(run, cfg)}
     if spec.clustered:
-        inputs["clusters"] = clustering.clusters_step(run, cfg).key
+        inputs["clusters"] = clustering.clusters_step(run, cfg)
     return Step(run.dir, "selections", check_name(spec.name, "subset name"), subset_settings(cfg, spec), inputs,
-                SELECTION_VERSION)
+                SELECTION_VERSION, "crowdselect_lib.selection")
 
 
 class _Inputs:
@@ -89,9 +89,9 @@ def _compute(run, cfg, st: Step, spec, inputs: _Inputs) -> tuple[pd.DataFrame, d
         inputs.get("zoo"), inputs.get("metrics"), spec, k=s.k, weights=s.weights, response=s.response,
         clusters=inputs.get("clusters") if spec.clustered else None, official_compat=s.official_compat,
         reward_model=st.settings["reward_model"], seed=cfg.run.seed)
-    report.update(name=spec.name, key=st.key, settings=st.settings)
+    report.update(name=spec.name, settings=st.settings)     # no key: equal bytes across code edits (early cutoff)
     write_selection(run, st, table, spec.name, report)
-    return table, report
+    return table, {**report, "key": st.key}
 
 
 def load_run_selection(run, cfg, name: str) -> pd.DataFrame:
@@ -102,6 +102,7 @@ def load_run_selection(run, cfg, name: str) -> pd.DataFrame:
 def _load(run, cfg, name: str, inputs: _Inputs) -> tuple[pd.DataFrame, dict]:
     st = selection_step(run, cfg, name).announce()
     if st.done:
+        publish_selection(run, st, name)
         return read_selection(st)
     return _compute(run, cfg, st, subset_spec(cfg, name), inputs)
 

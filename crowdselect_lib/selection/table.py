@@ -67,10 +67,22 @@ def export_llamafactory(table: pd.DataFrame, directory: str | Path, name: str,
             for q, a in zip(table["instruction"].tolist(), table["response"].tolist())]
     text = json.dumps(rows, ensure_ascii=False, indent=1)
     path = atomic_write(d / f"{name}.json", lambda p: p.write_text(text, encoding="utf-8"))
-    info = Path(info_dir) if info_dir is not None else d
-    rel = os.path.relpath(path, info)
-    update_json(info / "dataset_info.json", lambda i: i.__setitem__(name, llamafactory_entry(rel)))
+    register_llamafactory(path, name, info_dir if info_dir is not None else d)
     return path
+
+
+def register_llamafactory(path: str | Path, name: str, info_dir: str | Path) -> None:
+    """Point entry `name` of ``<info_dir>/dataset_info.json`` at `path` (a ``dataset_info.json`` that does not
+    parse is started afresh with a warning: its entries come back as their subsets are resolved)."""
+    info = Path(info_dir)
+    rel = os.path.relpath(path, info)
+    update_json(info / "dataset_info.json", lambda i: i.__setitem__(name, llamafactory_entry(rel)), way_out="rewrite")
+
+
+def publish_selection(run, st, name: str) -> None:
+    """Point the run's exports at step `st`, the selection the current settings resolved (reused or computed):
+    ``dataset_info.json`` (``latest`` and the stage index are re-pointed by `Step.announce`)."""
+    register_llamafactory(st.dir / f"{name}.json", name, run.dir)
 
 
 def write_selection(run, st, table: pd.DataFrame, name: str, report: dict) -> None:
@@ -86,8 +98,12 @@ def write_selection(run, st, table: pd.DataFrame, name: str, report: dict) -> No
 
 
 def read_selection(st) -> tuple[pd.DataFrame, dict]:
-    """(table, report) of a finished selection step."""
-    return pd.read_parquet(st.dir / "selection.parquet"), read_json(st.dir / "report.json")
+    """(table, report) of a finished selection step (its files verified against its manifest; the report gains
+    the step's key, which is not written into it: the files stay byte-identical across code edits)."""
+    if not st.done:
+        raise FileNotFoundError(f"selection {st.label} ({st.key}) is not computed, or its files differ from its "
+                                "manifest: run chapter 05 (or 06 for a baseline) to compute it")
+    return pd.read_parquet(st.dir / "selection.parquet"), {**read_json(st.dir / "report.json"), "key": st.key}
 
 
 def to_dataset(table: pd.DataFrame):

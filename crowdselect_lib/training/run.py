@@ -108,11 +108,11 @@ def step_name(subset: str, method: str, student: str, seed: int) -> str:
 
 def train_step(run, cfg, subset: str, student: str, method: str, seed: int) -> Step:
     """The key of one training (pure: the config and the upstream keys; nothing is loaded)."""
-    inputs = {"subset": subset_step(run, cfg, subset).key}
+    inputs = {"subset": subset_step(run, cfg, subset)}
     if method in PREFERENCE_METHODS:
-        inputs["zoo"] = zoo.zoo_step(run, cfg).key
+        inputs["zoo"] = zoo.zoo_step(run, cfg)
     return Step(run.dir, "training", step_name(subset, method, student, seed),
-                train_settings(cfg, method, student, seed), inputs, TRAINING_VERSION)
+                train_settings(cfg, method, student, seed), inputs, TRAINING_VERSION, "crowdselect_lib.training")
 
 
 def combinations(cfg) -> list[tuple[str, str, str, int]]:

@@ -8,7 +8,6 @@ tables. `load_run_zoo(run, cfg)` reads the zoo of that key, or loads, validates 
 """
 from __future__ import annotations
 
-from functools import lru_cache
 from importlib.resources import files
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from .plots import model_order, plot_scores_by_family
 from .sources import (ALPACAEVAL_REWARD_MODEL, DEFAULT_REWARD_MODEL, MAGPIE_REPO, MAGPIE_REWARD_MODELS,
                       input_files, load_alpacaeval, load_magpie)
 
-ZOO_VERSION = "2"   # bump when a change of code changes the zoo a config gives
+ZOO_VERSION = "2"   # kept for old callers: the step key follows the zoo package's code digest (issue 25)
 SOURCE_REWARD_MODELS = {"demo": list(SIM_REWARD_MODELS), "magpie": MAGPIE_REWARD_MODELS,
                         "alpacaeval": [ALPACAEVAL_REWARD_MODEL]}
 SOURCE_DEFAULT_RM = {"demo": DEMO_DEFAULT_RM, "magpie": DEFAULT_REWARD_MODEL, "alpacaeval": ALPACAEVAL_REWARD_MODEL}
@@ -75,19 +74,13 @@ def default_reward_model(cfg) -> str:
     return SOURCE_DEFAULT_RM[cfg.zoo.source] if SOURCE_DEFAULT_RM[cfg.zoo.source] in have else have[0]
 
 
-@lru_cache(maxsize=64)
-def _fingerprint(stamp: tuple) -> str:
-    return fingerprint([p for p, _, _ in stamp])
-
-
 def _data_fingerprint(source: str, data_dir) -> str:
-    """Digest of the local input files (memoised per process on path, size and mtime) and the model tables."""
+    """Digest of the contents of the local input files and the model tables (`runs.fingerprint`)."""
     paths = input_files(source, data_dir)
     if data_dir is not None and not paths:
         raise FileNotFoundError(f"zoo.data_dir {data_dir} holds none of the {source} input files")
     tables = [Path(str(files("crowdselect_lib").joinpath("data", f"{n}_models.csv"))) for n in ("magpie", "alpacaeval")]
-    stamp = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in [*paths, *tables])
-    return _fingerprint(stamp)
+    return fingerprint([*paths, *tables])
 
 
 def zoo_step(run, cfg) -> Step:
@@ -99,7 +92,7 @@ def zoo_step(run, cfg) -> Step:
         settings.update(n_instructions=z.n_instructions, seed=cfg.run.seed)
     else:
         settings.update(limit=z.limit, data_dir=None if z.data_dir is None else "local")
-    return Step(run.dir, "zoo", check_name(z.source, "zoo.source"), settings, {}, ZOO_VERSION)
+    return Step(run.dir, "zoo", check_name(z.source, "zoo.source"), settings, {}, ZOO_VERSION, "crowdselect_lib.zoo")
 
 
 def load_run_zoo(run, cfg) -> Zoo:
