@@ -15,6 +15,7 @@ offline we use all-MiniLM-L6-v2 (`models.load_embedder`).
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,8 @@ from .escaping import literal_figure_text
 from .models import load_embedder
 from .runs import Progress, Step, atomic_write, digest, locked, slug, text_digest, write_parquet
 from .zoo import load_run_zoo, zoo_step
+
+log = logging.getLogger("crowdselect")
 
 CLUSTERS_VERSION = "2"
 TSNE_VERSION = "3"
@@ -53,9 +56,18 @@ class EmbeddingCache:
     def read(self) -> tuple[np.ndarray, np.ndarray | None]:
         keys, vecs = [], []
         for p in self.parts():
-            with np.load(p) as z:
-                keys.append(z["keys"])
-                vecs.append(z["vectors"])
+            try:
+                with np.load(p) as z:
+                    k, v = z["keys"], z["vectors"]
+                if len(k) != len(v):
+                    raise ValueError(f"{len(k)} keys for {len(v)} vectors")
+            except Exception as e:      # truncated, not a zip, missing arrays: a cache part, so embed again
+                log.warning("%s: damaged embedding cache part (%s: %s); deleted, its texts are embedded again",
+                            p, type(e).__name__, e)
+                p.unlink(missing_ok=True)
+                continue
+            keys.append(k)
+            vecs.append(v)
         if not keys:
             return np.array([], dtype=str), None
         k, v = np.concatenate(keys), np.vstack(vecs)

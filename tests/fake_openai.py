@@ -341,12 +341,16 @@ def judge_config(run_root, shared_data, student_url: str, judge_url: str | None 
     if monkeypatch is not None:
         rows = [TRAINED] if trained else []
 
-        class Done:
-            done = True
+        def train_step(run, cfg, *args, **kwargs):
+            """A finished stand-in training step (answers key on what it wrote, issue 25)."""
+            st = cs.runs.Step(run.dir, "training", "stand-in", {"key": TRAINED["key"]}, code=__name__)
+            if not st.done:
+                st.finish()
+            return st
 
         monkeypatch.setattr(training, "trained_systems",
                             lambda run, cfg: pd.DataFrame(rows, columns=list(TRAINED)), raising=False)
-        monkeypatch.setattr(training, "train_step", lambda *a, **k: Done(), raising=False)
+        monkeypatch.setattr(training, "train_step", train_step, raising=False)
         monkeypatch.setenv(KEY_ENV, "sk-test")
     o = {"run.root": str(run_root), "run.name": "t", "judge.data_dir": str(shared_data), "judge.n_questions": 2,
          "judge.pick": "round_robin", "judge.student_backend": "openai", "judge.student_base_url": student_url,

@@ -89,8 +89,11 @@ class Step:
             if isinstance(v, Step):
                 o = v.outputs()
                 out[k] = o if o is not None else f"pending:{v.key}"
+            elif isinstance(v, str):
+                out[k] = v
             else:
-                out[k] = str(v)
+                raise TypeError(f"input {k!r} of step {self.label} is a {type(v).__name__}: give the upstream Step "
+                                "(keyed on what it wrote) or a fingerprint string")
         return out
 
     @property
@@ -153,12 +156,10 @@ class Step:
 
     @property
     def done(self) -> bool:
-        return not self.pending and self._manifest_if_valid() is not None
+        return self._manifest_if_valid() is not None
 
     def outputs(self) -> str | None:
         """The content digest of what the step wrote (None while it is not done)."""
-        if self.pending:
-            return None
         m = self._manifest_if_valid()
         return None if m is None else m.get("outputs")
 
@@ -171,7 +172,8 @@ class Step:
         """Print and log whether the step is reused or computed; a reused step becomes ``latest``."""
         done = self.done
         status = "reused" if done else "computing"
-        wait = f"; its key is final once {', '.join(self.pending)} is computed" if not done and self.pending else ""
+        pending = self.pending if not done else []
+        wait = f"; its key is final once its inputs {', '.join(pending)} are computed" if pending else ""
         STEP_LOG.append((status, self.label, self.key))
         if say is not None:
             say(f"{status} {self.label} ({self.key}{wait})")
@@ -185,8 +187,6 @@ class Step:
     def finish(self, **info: Any) -> dict:
         """Record the sha256 of each file written and their ``outputs`` digest in the manifest (the step is done),
         and point ``latest`` and the stage index at this key."""
-        if self.pending:
-            raise RuntimeError(f"step {self.label} cannot finish: its inputs {self.pending} are not computed")
         files = tree_files(self.dir)
         manifest = {"key": self.key, "stage": self.stage, "name": self.name, "version": self.version,
                     "code": {m: code_digest(m) for m in self.code}, "package": __version__,

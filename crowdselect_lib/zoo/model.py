@@ -16,7 +16,6 @@ uuid's text (each copy can be selected), answers without an instruction (`source
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..runs import write_json, write_parquet
+from ..runs import BadFileError, read_json, write_json, write_parquet
 
 KEY_COLUMNS = ["uuid", "instruction", "model", "response"]
 # blank = only these: Unicode whitespace (str.isspace), zero-width space/joiners, word joiner, BOM, NUL
@@ -125,7 +124,15 @@ class Zoo:
         d = Path(directory)
         if not (d / "zoo.json").exists():
             raise FileNotFoundError(f"no saved zoo in {d} (run chapter 01 first)")
-        meta = json.loads((d / "zoo.json").read_text())
+        way_out = f"delete the folder {d} and rerun chapter 01 (or load_run_zoo) to rebuild it"
+        try:
+            meta = read_json(d / "zoo.json")
+        except BadFileError as e:
+            raise ZooError(f"{e}: {way_out}") from None
+        need = ("source", "reward_models", "default_reward_model")
+        if not isinstance(meta, dict) or any(k not in meta for k in need):
+            raise ZooError(f"{d / 'zoo.json'} is not a saved zoo's description (a mapping with {', '.join(need)}): "
+                           f"{way_out}")
         truth = pd.read_parquet(d / "truth.parquet") if (d / "truth.parquet").exists() else None
         return cls(pd.read_parquet(d / "responses.parquet"), pd.read_parquet(d / "models.parquet"),
                    meta["reward_models"], meta["source"], meta["default_reward_model"], truth, meta.get("info", {}))
