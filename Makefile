@@ -1,10 +1,11 @@
 # The two commands of the README:  make demo   and   make test
 # A real run (GPU + network, README "Real run"):  make preflight T=2   then   make table T=2
 PYTHON ?= python3.11
-VENV   := .venv
+# The environment every target uses: .venv, or a conda environment (`make setup VENV=$CONDA_PREFIX`, README).
+VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-export PATH := $(CURDIR)/$(BIN):$(PATH)
+export PATH := $(abspath $(BIN)):$(PATH)
 export TOKENIZERS_PARALLELISM ?= false
 PYTEST_ARGS ?=
 # Extra pip arguments for torch, e.g. TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu" for the CPU

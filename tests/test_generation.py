@@ -144,3 +144,17 @@ def test_in_process_student_answers_with_finish_reasons(tmp_path, shared_data, m
     out = A.run_answers(_run(cfg), cfg, "base-tiny-llama", "arena_hard")
     assert len(out) == 1 and out["error"].isna().all()
     assert out["finish_reasons"].iloc[0] in (["stop"], ["length"]) and 1 <= out["n_tokens"].iloc[0][0] <= 4
+
+
+def test_answers_go_out_in_one_pass_with_the_configured_concurrency(tmp_path, shared_data, monkeypatch):
+    """No wait after every 16 questions: 20 questions in flight together, up to judge.student_max_concurrency."""
+    with FakeOpenAI(replies=student_reply, delay_s=1.0) as srv:     # long enough for every request to be sent
+        cfg = judge_config(tmp_path, shared_data, srv.base_url, monkeypatch=monkeypatch,
+                           **{"judge.n_questions": 20, "judge.student_max_concurrency": 20})
+        out = A.run_answers(_run(cfg), cfg, "base-smollm2-135m-instruct", "arena_hard")
+        assert len(out) == 20 and srv.count == 20 and srv.max_in_flight > 16   # the old path stopped at 16
+    with FakeOpenAI(replies=student_reply, delay_s=0.05) as srv:
+        cfg = judge_config(tmp_path / "b", shared_data, srv.base_url, monkeypatch=monkeypatch,
+                           **{"judge.n_questions": 20, "judge.student_max_concurrency": 3})
+        A.run_answers(_run(cfg), cfg, "base-smollm2-135m-instruct", "arena_hard")
+        assert srv.count == 20 and srv.max_in_flight == 3

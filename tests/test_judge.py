@@ -417,6 +417,15 @@ def test_judged_scores_record_who_judged_and_count_failures(tmp_path, shared_dat
     assert len(log_rows) == 6 and log_rows[0]["system_fingerprints"] == {"fp_judge": log_rows[0]["judgments"]}
     jt = judge.run_judgments(run, cfg, TRAINED["system"], "mt_bench")
     assert set(jt["finish_reason"]) == {"stop"} and set(jt["system_fingerprint"]) == {"fp_judge"}
+    # the server served another model than judge.judge_model: a WARN in the run log, and the manifest's record
+    assert any(r.message.endswith("WARN the judge server served ['DeepSeek-V3-served'] for judge.judge_model "
+                                  "'deepseek-ai/DeepSeek-V3': the scores are that model's judgments (pin the exact "
+                                  "model the provider serves)") for r in caplog.records)
+    assert judge.served_judges(run, cfg) == ["DeepSeek-V3-served"]
+    from crowdselect_lib.reporting.manifest import manifest
+    m = manifest(cfg, {"c": cfg}, served={"c": judge.served_judges(run, cfg)})
+    assert m["cells"]["c"]["judge"] == "deepseek-ai/DeepSeek-V3"
+    assert m["cells"]["c"]["judge_served"] == ["DeepSeek-V3-served"]
 
 
 def cs_run(cfg):

@@ -229,7 +229,8 @@ def _pre_model(ctx: Context, pairs: pd.DataFrame) -> str:
     st = pre_model_step(ctx.run, ctx.cfg).announce()
     if not st.done:
         b = ctx.cfg.baselines
-        ppl, emb = instruction_stats(*shared_causal_lm(model_name(ctx.cfg)), pairs["instruction"],
+        pin = ctx.cfg.training.student_revisions.get(model_name(ctx.cfg))
+        ppl, emb = instruction_stats(*shared_causal_lm(model_name(ctx.cfg), revision=pin), pairs["instruction"],
                                      max_length=b.ifd_max_length, prompt=b.ifd_prompt, batch_size=b.ifd_batch_size)
         rows = pre_experience_sample(emb, ppl, b.ifd_pre_clusters, b.ifd_pre_per_cluster, b.ifd_pre_percentiles)
         res = train(_pre_training(ctx.cfg), "sft_full", to_chat_messages(pairs.iloc[rows]), st.dir / "train",

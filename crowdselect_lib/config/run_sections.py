@@ -259,7 +259,10 @@ class JudgeConfig:
     student_served_names: dict[str, str] = field(default_factory=dict)  # system -> model name on the server
     student_api_key_env: str = "OPENAI_API_KEY"
     student_device: Optional[str] = None   # local students; None = models.device_and_dtype's rule
-    batch_size: int = 8                # prompts per generate() call (local) / requests in flight (openai)
+    batch_size: int = 8                # prompts per generate() call (local students)
+    student_max_concurrency: int = 64  # requests in flight to a student server (openai; vLLM batches them itself)
+    answer_chunk: Optional[int] = None   # questions per generation pass; None = all at once (no wait between
+                                         # chunks: finished replies are cached as they arrive, so a kill resumes)
     mt_bench_max_new_tokens: int = 1024    # FastChat gen_model_answer
     arena_hard_max_new_tokens: int = 4096  # arena-hard-auto gen_answer
     n_bootstrap: int = 100
@@ -273,6 +276,8 @@ class JudgeConfig:
         rules = [("judge_max_concurrency", self.judge_max_concurrency >= 1, "must be >= 1"),
                  ("repetitions", self.repetitions >= 1, "must be >= 1"),
                  ("batch_size", self.batch_size >= 1, "must be >= 1"),
+                 ("student_max_concurrency", self.student_max_concurrency >= 1, "must be >= 1"),
+                 ("answer_chunk", self.answer_chunk is None or self.answer_chunk >= 1, "must be >= 1 or null"),
                  ("n_questions", self.n_questions is None or self.n_questions >= 1, "must be >= 1 or null"),
                  ("mt_bench_max_new_tokens", self.mt_bench_max_new_tokens >= 1, "must be >= 1"),
                  ("arena_hard_max_new_tokens", self.arena_hard_max_new_tokens >= 1, "must be >= 1"),

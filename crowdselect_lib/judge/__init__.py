@@ -15,7 +15,7 @@ from .proxy import ProxyJudge, failure_examples
 from .results import (SCORE_COLUMNS, figure_title, judged_scores, plot_scores, run_judging, score_summary,
                       scores_step)
 from .run import (CostNotConfirmed, JudgeNotRun, check_cost, judge_identity, judgments_step, make_judge,
-                  plan_judging, run_all_answers, run_all_judgments, run_judgments)
+                  plan_judging, run_all_answers, run_all_judgments, run_judgments, served_judges, served_mismatch)
 from .scores import (MTBenchScore, aggregate_repetitions, arena_hard_scores, average_performance_rank, battles,
                      bradley_terry, format_interval, mt_bench_score, win_rate)
 from .verdicts import parse_rating, parse_verdict
@@ -27,4 +27,4 @@ __all__ = ["Benchmark", "BenchmarkError", "CostNotConfirmed", "JudgeNotRun", "MT
            "load_answers", "load_benchmark", "load_run_benchmarks", "make_judge", "mt_bench_jobs", "mt_bench_score",
            "parse_rating", "parse_verdict", "plan_judging", "plot_scores", "run_all_answers", "run_all_judgments",
            "run_answers", "run_judging", "run_judgments", "score_summary", "scores_step", "serving_plan",
-           "systems_table", "win_rate"]
+           "systems_table", "win_rate", "served_judges", "served_mismatch"]

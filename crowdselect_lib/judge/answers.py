@@ -107,7 +107,8 @@ def student_config(cfg, row: dict) -> LLMConfig:
     if j.student_backend == "openai":
         return LLMConfig(backend="openai", model=served_name(cfg, row),
                          base_url=j.student_endpoints.get(row["system"], j.student_base_url),
-                         api_key_env=j.student_api_key_env, max_concurrency=j.batch_size, max_retries=llm.max_retries,
+                         api_key_env=j.student_api_key_env, max_concurrency=j.student_max_concurrency,
+                         max_retries=llm.max_retries,
                          backoff_s=llm.backoff_s, backoff_max_s=llm.backoff_max_s, timeout_s=llm.timeout_s)
     model = row["student"] if row["kind"] != "trained" else f"trained:{row['key']}"
     return LLMConfig(backend="local", model=model, local_batch_size=j.batch_size, device=j.student_device)
@@ -130,6 +131,9 @@ def answers_step(run, cfg, system: str, benchmark: str, benches: dict | None = N
     bench = benchmarks_for(run, cfg, benches)[benchmark]
     row = system_row(run, cfg, system)
     model = ({"trained": row["key"]} if row["kind"] == "trained" else {"model": row["student"]})
+    pin = cfg.training.student_revisions.get(row["student"]) if row["kind"] != "trained" else None
+    if pin:
+        model["revision"] = pin
     inputs = ({"trained": training.train_step(run, cfg, row["subset"], row["student"], row["method"],
                                               int(row["seed"]))} if row["kind"] == "trained" else {})
     return run.step("answers", step_name(system, benchmark), version="1", code="crowdselect_lib.judge",
@@ -188,7 +192,8 @@ def student_llm(run, cfg, row: dict):
             if row["kind"] == "trained":
                 tok, model = training.load_trained(row["path"], device=cfg.judge.student_device)
             else:
-                tok, model = load_causal_lm(row["student"], device=cfg.judge.student_device)
+                tok, model = load_causal_lm(row["student"], device=cfg.judge.student_device,
+                                            revision=cfg.training.student_revisions.get(row["student"]))
             check_chat_template(tok, row["system"], row["path"] if row["kind"] == "trained" else None)
             return tok, model
     _CLIENTS.clear()                     # keep at most one student model in memory
@@ -227,9 +232,13 @@ def _generate(llm, questions: pd.DataFrame, gen: dict, progress: Progress) -> li
     return rows
 
 
-def run_answers(run, cfg, system: str, benchmark: str, benches: dict | None = None, chunk: int = 16) -> pd.DataFrame:
-    """`system`'s answers to `benchmark` (columns `ANSWER_COLUMNS`): reused when the step is done, else generated,
-    appending each chunk of questions to ``answers.jsonl`` in the step folder (a killed run resumes there)."""
+def run_answers(run, cfg, system: str, benchmark: str, benches: dict | None = None,
+                chunk: int | None = None) -> pd.DataFrame:
+    """`system`'s answers to `benchmark` (columns `ANSWER_COLUMNS`): reused when the step is done, else generated
+    in passes of `chunk` questions (default `judge.answer_chunk`; None = every question in one pass, so a server
+    or batch never idles waiting for a chunk's longest answer), each pass appended to ``answers.jsonl`` in the step
+    folder. A killed run resumes there, and every finished reply is in the reply cache as soon as it arrives."""
+    chunk = chunk or cfg.judge.answer_chunk
     st = answers_step(run, cfg, system, benchmark, benches)
     if st.done:
         return _read(st.dir / "answers.parquet")
@@ -246,8 +255,9 @@ def run_answers(run, cfg, system: str, benchmark: str, benches: dict | None = No
     if len(todo):
         llm = student_llm(run, cfg, row)
         with Progress(int(todo["turns"].map(len).sum()), f"answers {system} / {benchmark}", "turn") as p:
-            for start in range(0, len(todo), chunk):
-                append_jsonl(log_path, _generate(llm, todo.iloc[start:start + chunk], gen, p))
+            step = chunk or len(todo)
+            for start in range(0, len(todo), step):
+                append_jsonl(log_path, _generate(llm, todo.iloc[start:start + step], gen, p))
     ids = set(bench.questions["question_id"])
     rows = {r["question_id"]: r for r in read_jsonl(log_path, tolerate_torn=True) if r["question_id"] in ids}
     out = pd.DataFrame([rows[q] for q in bench.questions["question_id"]], columns=ANSWER_COLUMNS)

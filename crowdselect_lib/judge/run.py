@@ -158,6 +158,9 @@ def run_judgments(run, cfg, system: str, benchmark: str, benches: dict | None = 
                     "; ".join(f"{a}: {b}" for a, b in zip(failed["id"].head(3), failed["failure"].head(3))))
     write_parquet(out, st.path("judgments.parquet"))
     served = out["served_model"].value_counts().to_dict() if len(out) else {}
+    other = served_mismatch(cfg, served)
+    if other:
+        log.warning("%s / %s: %s", system, benchmark, other)
     st.finish(system=system, benchmark=benchmark, judgments=len(out), failed=len(failed), served_models=served)
     append_jsonl(run.dir / "judge" / "judging_log.jsonl", [{
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "system": system, "benchmark": benchmark, "step": st.key,
@@ -165,6 +168,20 @@ def run_judgments(run, cfg, system: str, benchmark: str, benches: dict | None = 
         "system_fingerprints": out["system_fingerprint"].dropna().value_counts().to_dict() if len(out) else {},
         "judgments": len(out), "failed": len(failed)}])
     return out
+
+
+def served_mismatch(cfg, served) -> str | None:
+    """A line naming the model(s) an LLM judge served other than `judge.judge_model` (None when all match)."""
+    other = sorted(m for m in served if m and m != cfg.judge.judge_model) if cfg.judge.judge == "llm" else []
+    return (f"WARN the judge server served {other} for judge.judge_model {cfg.judge.judge_model!r}: the scores are "
+            "that model's judgments (pin the exact model the provider serves)") if other else None
+
+
+def served_judges(run, cfg) -> list[str]:
+    """Every model the judge server said it served for this config's judge (``judge/judging_log.jsonl``)."""
+    ident = judge_identity(cfg)
+    rows = read_jsonl(run.dir / "judge" / "judging_log.jsonl", tolerate_torn=True)
+    return sorted({m for r in rows if r.get("judge") == ident for m in (r.get("served_models") or {}) if m})
 
 
 def plan_judging(run, cfg, benches: dict | None = None, judge=None) -> dict:

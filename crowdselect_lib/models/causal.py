@@ -141,15 +141,17 @@ def load_tokenizer(name: str, revision: str | None = None):
     return tok
 
 
-def load_causal_lm(name: str, device: str | None = None, dtype: str = "auto"):
-    """(tokenizer, model) for generation or scoring; float32 on CPU, bf16 on GPU when `dtype='auto'`."""
+def load_causal_lm(name: str, device: str | None = None, dtype: str = "auto", revision: str | None = None):
+    """(tokenizer, model) for generation or scoring; float32 on CPU, bf16 on GPU when `dtype='auto'`; `revision`:
+    the pinned hub commit or tag (`training.student_revisions`), for the tokenizer and the weights alike."""
     with quiet():   # transformers' import warns in notebooks without ipywidgets
         from transformers import AutoModelForCausalLM
 
     device, torch_dtype = device_and_dtype(device, dtype)
-    tok = load_tokenizer(name)
+    tok = load_tokenizer(name, revision=revision)
     with quiet():
-        model = AutoModelForCausalLM.from_pretrained(resolve_model(name), dtype=torch_dtype).to(device)
+        model = AutoModelForCausalLM.from_pretrained(resolve_model(name), dtype=torch_dtype,
+                                                     **({"revision": revision} if revision else {})).to(device)
     model.eval()
     return tok, model
 
@@ -157,11 +159,11 @@ def load_causal_lm(name: str, device: str | None = None, dtype: str = "auto"):
 _SHARED: dict = {}
 
 
-def shared_causal_lm(name: str, device: str | None = None):
+def shared_causal_lm(name: str, device: str | None = None, revision: str | None = None):
     """`load_causal_lm` once per process for read-only use (generation, scoring), so the LLM baselines and IFD of
     one chapter load their local model once. One model is kept at a time; never train the returned model."""
-    key = (name, device)
+    key = (name, device, revision)
     if key not in _SHARED:
         _SHARED.clear()
-        _SHARED[key] = load_causal_lm(name, device=device)
+        _SHARED[key] = load_causal_lm(name, device=device, revision=revision)
     return _SHARED[key]

@@ -35,14 +35,17 @@ def package_versions() -> dict[str, str | None]:
     return out
 
 
-def manifest(cfg, cells: dict, params_path: str | Path | None = None, overrides: dict | None = None) -> dict:
-    """The manifest of one rendered table (`cells` = `grid.cell_configs(cfg)`)."""
+def manifest(cfg, cells: dict, params_path: str | Path | None = None, overrides: dict | None = None,
+             served: dict | None = None) -> dict:
+    """The manifest of one rendered table (`cells` = `grid.cell_configs(cfg)`); `served`: cell -> the models the
+    judge server said it served (`judge.served_judges`), beside the judge the cell asked for."""
     per_cell = {name: {"overrides": (overrides or {}).get(name, {}), "config_digest": c.digest(),
                        "student": c.training.student, "train_methods": c.training.methods,
                        "selection": {"k": c.selection.k, "response": c.selection.response,
                                      "weights": c.selection.weights, "n_clusters": c.clustering.n_clusters},
                        "reward_model": c.metrics.reward_model,
                        "judge": c.judge.judge_model if c.judge.judge == "llm" else f"proxy ({c.judge.proxy_embedding})",
+                       "judge_served": (served or {}).get(name, []),
                        "offline_demo": c.run.offline_demo}
                 for name, c in cells.items()}
     return {"table": cfg.tables.table, "run": cfg.run.name, "params_file": str(params_path) if params_path else None,
@@ -54,7 +57,13 @@ def manifest(cfg, cells: dict, params_path: str | Path | None = None, overrides:
 
 def write_manifest(run, cfg, params_path: str | Path | None = None) -> str:
     """Write ``<run>/tables/manifest_<tables>.json``; returns a one-line summary (path, commit, cells)."""
-    m = manifest(cfg, cell_configs(cfg), params_path, cell_overrides(cfg))
+    from ..judge import served_judges
+
+    cells = cell_configs(cfg)
+    served = {name: served_judges(run, c) for name, c in cells.items()}
+    m = manifest(cfg, cells, params_path, cell_overrides(cfg), served)
     path = write_json(m, run.dir / "tables" / f"manifest_{'_'.join(tables_to_render(cfg))}.json")
     commit = (m["git_commit"] or "no git")[:10] + (" (uncommitted changes)" if m["git_dirty"] else "")
-    return f"manifest {path.relative_to(run.dir)}: commit {commit}, {len(m['cells'])} cell(s), params {m['params_hash']}"
+    judges = sorted({x for v in served.values() for x in v})
+    return (f"manifest {path.relative_to(run.dir)}: commit {commit}, {len(m['cells'])} cell(s), params "
+            f"{m['params_hash']}" + (f", judge served {', '.join(judges)}" if judges else ""))
