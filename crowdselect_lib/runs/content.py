@@ -5,7 +5,7 @@
   Memoised per process on the file's identity and status: device, inode, size, mtime and ctime. Any write, rename-over or `touch` changes ctime, which a user cannot set back, so an edit
   that restores size and mtime is hashed again. A file changed in the last `RACY_S` seconds is never memoised
   (timestamps tick coarsely: the "racily clean" rule of git).
-- `tree_files(directory)`: ``{relative path: sha256}`` of the files a step wrote (`UNRECORDED` left out).
+- `tree_files(directory)`: ``{relative path: sha256}`` of the files a step wrote (not ``manifest.json``, ``checkpoints/`` folders, hidden or ``.lock`` files).
 - `code_digest(*modules)`: digest of the source of modules and packages (a package: every ``.py`` below it), by
   content, so an edited line of code gives a new step key; no version string kept by hand.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import os
 import sys
 import time
 from pathlib import Path
@@ -21,15 +22,13 @@ from types import ModuleType
 from .store import digest
 
 RACY_S = 2.0
-UNRECORDED = ("manifest.json", "checkpoints")   # bookkeeping and resume scratch, not the artifact
 _MEMO: dict[tuple, str] = {}
 
 
 def file_sha256(path: str | Path) -> str:
     """Hex SHA-256 of the file's bytes (streamed; memoised on device, inode, size, mtime and ctime)."""
-    path = Path(path)
-    st = path.stat()
-    ident = (str(path.resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    st = os.stat(path)
+    ident = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     if ident in _MEMO:
         return _MEMO[ident]
     h = hashlib.sha256()
@@ -43,12 +42,14 @@ def file_sha256(path: str | Path) -> str:
 
 
 def _recorded(rel: Path) -> bool:
-    return not (rel.parts[0] in UNRECORDED or any(p.startswith(".") for p in rel.parts) or rel.name.endswith(".lock"))
+    return not (str(rel) == "manifest.json" or "checkpoints" in rel.parts or any(p.startswith(".") for p in rel.parts)
+                or rel.name.endswith(".lock"))
 
 
 def tree_files(directory: str | Path) -> dict[str, str]:
     """``{path relative to directory: sha256}`` of every file below `directory` a step counts as its output:
-    not ``manifest.json``, ``checkpoints/`` (resume scratch), hidden temporaries or ``.lock`` files."""
+    not ``manifest.json``, ``checkpoints/`` folders at any depth (resume scratch), hidden temporaries or ``.lock``
+    files."""
     d = Path(directory)
     out = {}
     for p in sorted(d.rglob("*")):
@@ -62,14 +63,20 @@ def _module(m: str | ModuleType) -> ModuleType:
     return m if isinstance(m, ModuleType) else sys.modules.get(m) or importlib.import_module(m)
 
 
-def _sources(m: ModuleType) -> list[tuple[str, Path]]:
+def _sources(m: ModuleType) -> list[tuple[str, str]]:
     """(name, file) of the source of module `m`: its ``.py`` file, or every ``.py`` below a package."""
     paths = list(getattr(m, "__path__", []) or [])
     if paths:
-        return [(f"{m.__name__}/{p.relative_to(root).as_posix()}", p) for root in map(Path, paths)
-                for p in sorted(root.rglob("*.py")) if "__pycache__" not in p.parts]
+        out = []
+        for root in paths:
+            for d, dirs, names in os.walk(root):
+                dirs[:] = sorted(x for x in dirs if x != "__pycache__")
+                rel = os.path.relpath(d, root)
+                out += [(f"{m.__name__}/{n if rel == '.' else f'{rel}/{n}'}", os.path.join(d, n))
+                        for n in sorted(names) if n.endswith(".py")]
+        return out
     f = getattr(m, "__file__", None)
-    return [(m.__name__, Path(f))] if f and f.endswith(".py") else []
+    return [(m.__name__, f)] if f and f.endswith(".py") else []
 
 
 def code_digest(*modules: str | ModuleType) -> str:
