@@ -40,6 +40,7 @@ from .zoo import default_reward_model, load_run_zoo, zoo_reward_models, zoo_step
 
 METRICS = ["difficulty", "separability", "stability"]
 METRICS_VERSION = "2"
+CHUNK_ROWS = 1 << 17   # rows per block of `base_metrics` (131,072 x 19 floats = 20 MB)
 
 
 def stability_families(families: Mapping[str, tuple[str, float]], models: list[str] | None = None,
@@ -107,25 +108,47 @@ def base_metrics(scores: pd.DataFrame, families: Mapping[str, tuple[str, float]]
     missing = [m for m in scores.columns if m not in families]
     if missing:
         raise KeyError(f"model(s) without a family entry: {missing}")
-    scores = scores[sorted(scores.columns)]                               # column order cannot matter
-    values = scores.to_numpy(dtype=float)
-    bad = ~np.isfinite(values)
-    if bad.any():
-        i, j = np.argwhere(bad)[0]
-        what = "NaN" if np.isnan(values[i, j]) else "infinite"
-        raise ValueError(f"{what} score for uuid {scores.index[i]!r} model {scores.columns[j]!r}")
-    groups = stability_families(families, list(scores.columns), stability_families_only)
+    names = sorted(scores.columns)                                        # column order cannot matter
+    perm = scores.columns.get_indexer(names)
+    values = scores.to_numpy(dtype=float)                                 # a view: no copy of the whole matrix
+    groups = stability_families(families, names, stability_families_only)
     if not groups:
         raise ValueError("no family has two or more distinct known sizes: Stability is undefined")
-    col = {m: j for j, m in enumerate(scores.columns)}
-    stab = _stability(values, [(np.array([col[m] for m in ms]), np.array([families[m][1] for m in ms], dtype=float))
-                               for ms in groups.values()])
-    out = pd.DataFrame({"difficulty": -values.mean(axis=1), "separability": values.var(axis=1),
-                        "stability": stab}, index=scores.index)
+    col = {m: j for j, m in enumerate(names)}
+    fams = [(np.array([col[m] for m in ms]), np.array([families[m][1] for m in ms], dtype=float))
+            for ms in groups.values()]
+    n = len(values)
+    out = {m: np.empty(n) for m in METRICS}
+    for a in range(0, max(n, 1), CHUNK_ROWS):    # rows are independent: chunks bound memory and stay in cache
+        block = np.asfortranarray(values[a:a + CHUNK_ROWS][:, perm])      # model-name order, column-major
+        bad = ~np.isfinite(block)
+        if bad.any():
+            i, j = np.argwhere(bad)[0]
+            what = "NaN" if np.isnan(block[i, j]) else "infinite"
+            raise ValueError(f"{what} score for uuid {scores.index[a + i]!r} model {names[j]!r}")
+        out["difficulty"][a:a + len(block)] = -block.mean(axis=1)
+        out["separability"][a:a + len(block)] = block.var(axis=1)
+        out["stability"][a:a + len(block)] = _stability(block, fams)
+    out = pd.DataFrame(out, index=scores.index)
     if not np.isfinite(out["separability"]).all():
         u = out.index[~np.isfinite(out["separability"])][0]
         raise ValueError(f"the variance of uuid {u!r}'s scores overflows (eq. 4): rescale the scores")
     out.attrs["stability_families"] = sorted(groups)
+    return out
+
+
+def streamed_metrics(blocks, families: Mapping[str, tuple[str, float]],
+                     stability_families_only: list[str] | None = None) -> pd.DataFrame:
+    """`base_metrics` over an iterable of score blocks (a crowd larger than memory, `zoo.ScoreStream`): eqs. 3-5
+    read one instruction's row of S at a time, so the result equals `base_metrics` of the whole matrix row for row."""
+    parts = [base_metrics(b, families, stability_families_only) for b in blocks]
+    if not parts:
+        raise ValueError("the crowd has no complete instruction: no metrics to compute")
+    out = pd.concat(parts)
+    if out.index.has_duplicates:
+        raise ValueError(f"uuid {out.index[out.index.duplicated()][0]!r} appears in two blocks: a duplicate "
+                         "(uuid, model) row")
+    out.attrs["stability_families"] = parts[0].attrs["stability_families"]
     return out
 
 

@@ -12,8 +12,8 @@ from .base import ConfigError, check_rules, home, seed_ok, weights_problem
 @dataclass
 class ZooConfig:
     """Where the zoo comes from (`zoo.load_zoo`, chapter 01). Paper: Magpie-100K-Generator-Zoo."""
-    source: Literal["demo", "magpie", "alpacaeval"] = "magpie"
-    data_dir: Optional[str] = None     # local copy instead of the network (tests/CI: ../shared/data/...)
+    source: Literal["demo", "magpie", "alpacaeval", "local"] = "magpie"
+    data_dir: Optional[str] = None     # local copy instead of the network (tests/CI: ../shared/data/...); local: your crowd
     n_instructions: int = 100_000      # simulated demo zoo only (paper scale: 100k; params/demo.yaml: 3,000)
     limit: Optional[int] = None        # keep only the first `limit` instructions of a real zoo
     reward_models: Optional[list[str]] = None   # None = all reward models of the source

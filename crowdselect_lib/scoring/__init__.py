@@ -8,11 +8,13 @@ re-scores a sample to check the shipped scores.
 - `scorer`:   `RewardScorer`, a loaded model: chat formatting, right-padded batches, truncation
 - `cache`:    the fine-grained score cache by (model settings, max_length, text), resumable shards
 - `steps`:    `scores_step` / `run_scores` / `load_run_scores` / `sample_check` / `score_zoo`, the command line
+- `crowd`:    `score_crowd`, scoring a crowd built from instructions alone (`zoo.build`)
 - `checks`:   `verify_scores`, `agreement`, `reward_model_agreement`, `attach_scores`
 - `plots`:    chapter 02's figures
 """
 from . import plots
 from .cache import ROW_COLUMNS, SCORE_COLUMNS, ScoreCache, check_rows, collect, pair_keys, score_rows
+from .crowd import score_crowd
 from .checks import agreement, attach_scores, reward_model_agreement, sample_rows, verify_scores
 from .registry import (REWARD_MODELS, TINY_REWARD, RewardModelSpec, ScoringError, registry_table, resolve_spec,
                        reward_model_spec, tiny_reward_model)
@@ -22,5 +24,5 @@ from .steps import load_run_scores, main, run_scores, sample_check, score_zoo, s
 __all__ = ["REWARD_MODELS", "TINY_REWARD", "RewardModelSpec", "RewardScorer", "ScoringError", "ScoreCache",
            "ROW_COLUMNS", "SCORE_COLUMNS", "agreement", "attach_scores", "check_rows", "collect", "encode_chats",
            "load_run_scores", "main", "pair_keys", "plots", "registry_table", "resolve_spec", "reward_model_agreement", "run_scores",
-           "sample_check", "sample_rows", "score_rows", "score_zoo", "scores_step", "tiny_reward_model",
+           "sample_check", "sample_rows", "score_crowd", "score_rows", "score_zoo", "scores_step", "tiny_reward_model",
            "verify_scores"]

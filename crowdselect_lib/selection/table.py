@@ -58,15 +58,20 @@ def llamafactory_entry(file_name: str) -> dict:
             "columns": {"prompt": "instruction", "query": "input", "response": "output"}}
 
 
+def export_alpaca_json(table: pd.DataFrame, path: str | Path) -> Path:
+    """One alpaca JSON list ``[{"instruction", "input": "", "output"}, ...]`` in rank order."""
+    rows = [{"instruction": q, "input": "", "output": a}
+            for q, a in zip(table["instruction"].tolist(), table["response"].tolist())]
+    text = json.dumps(rows, ensure_ascii=False, indent=1)
+    return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+
+
 def export_llamafactory(table: pd.DataFrame, directory: str | Path, name: str,
                         info_dir: str | Path | None = None) -> Path:
     """LLaMA-Factory alpaca JSON ``<directory>/<name>.json`` plus its entry in ``<info_dir>/dataset_info.json``
     (default: `directory`), merged under a lock so concurrent writers never lose an entry."""
     d = Path(directory)
-    rows = [{"instruction": q, "input": "", "output": a}
-            for q, a in zip(table["instruction"].tolist(), table["response"].tolist())]
-    text = json.dumps(rows, ensure_ascii=False, indent=1)
-    path = atomic_write(d / f"{name}.json", lambda p: p.write_text(text, encoding="utf-8"))
+    path = export_alpaca_json(table, d / f"{name}.json")
     register_llamafactory(path, name, info_dir if info_dir is not None else d)
     return path
 

@@ -1,5 +1,6 @@
 """The zoo (paper §3.1, chapter 01): `model` (the data model and its validation), `sources` (Magpie, AlpacaEval),
-`demo` (the simulated zoo with planted truth), `plots` (chapter 01's figures).
+`local` (your own crowd's file format), `build` (a crowd from instructions alone), `demo` (the simulated zoo with
+planted truth), `plots` (chapter 01's figures).
 
 Step cache (issue 10): `zoo_step(run, cfg)` is the zoo's key, computed from the config alone: the `zoo:` section,
 `run.seed` for the demo, and a fingerprint of the local input files (`zoo.data_dir`) and of the packaged model
@@ -15,6 +16,9 @@ from ..runs import Step, check_name, fingerprint
 from .demo import DEMO_DEFAULT_RM, SIM_REWARD_MODELS, demo_zoo, planted_correlations
 from .model import (KEY_COLUMNS, LABELS, MAX_ABS_SCORE, Zoo, ZooError, alpacaeval_models, check_models,
                     magpie_models, validate, validation_report)
+from .build import OFFLINE_CROWD, CostNotConfirmed, answers_step, crowd_models, generate_answers, instruction_table
+from .local import (MODELS_FILE, ScoreStream, crowd_files, load_local, local_input_files, local_reward_models, read_crowd_file,
+                    write_crowd)
 from .plots import model_order, plot_scores_by_family
 from .sources import (ALPACAEVAL_REWARD_MODEL, DEFAULT_REWARD_MODEL, MAGPIE_REPO, MAGPIE_REWARD_MODELS,
                       input_files, load_alpacaeval, load_magpie)
@@ -28,7 +32,8 @@ SOURCE_DEFAULT_RM = {"demo": DEMO_DEFAULT_RM, "magpie": DEFAULT_REWARD_MODEL, "a
 def load_zoo(source: str = "demo", data_dir: str | Path | None = None, *, n_instructions: int = 3000,
              limit: int | None = None, reward_models: list[str] | None = None, seed: int = 0,
              drop_incomplete: bool = False) -> Zoo:
-    """Load and validate a zoo. `source` is 'demo' | 'magpie' | 'alpacaeval' (see `sources`, `demo`).
+    """Load and validate a zoo. `source` is 'demo' | 'magpie' | 'alpacaeval' | 'local' (see `sources`, `demo`,
+    `local`: your own crowd files).
 
     n_instructions: size of the simulated demo zoo (100 .. 3,000,000). limit: keep the first `limit`
     instructions of a real zoo. reward_models: keep only these score columns (error if unknown or empty).
@@ -41,8 +46,10 @@ def load_zoo(source: str = "demo", data_dir: str | Path | None = None, *, n_inst
         zoo = load_magpie(data_dir, limit)
     elif source == "alpacaeval":
         zoo = load_alpacaeval(data_dir, limit)
+    elif source == "local":
+        zoo = load_local(data_dir, limit)
     else:
-        raise ZooError(f"unknown zoo source {source!r}; choose demo, magpie or alpacaeval")
+        raise ZooError(f"unknown zoo source {source!r}; choose demo, magpie, alpacaeval or local")
     if reward_models is not None:
         unknown = [rm for rm in reward_models if rm not in zoo.reward_models]
         if unknown:
@@ -62,8 +69,12 @@ def load_config_zoo(cfg) -> Zoo:
 
 
 def zoo_reward_models(cfg) -> list[str]:
-    """The score columns the configured zoo carries (from the config alone)."""
-    return list(cfg.zoo.reward_models or SOURCE_REWARD_MODELS[cfg.zoo.source])
+    """The score columns the configured zoo carries (from the config and, for a local crowd, its files' header)."""
+    if cfg.zoo.reward_models:
+        return list(cfg.zoo.reward_models)
+    if cfg.zoo.source == "local":
+        return local_reward_models(cfg.zoo.data_dir)
+    return list(SOURCE_REWARD_MODELS[cfg.zoo.source])
 
 
 def default_reward_model(cfg) -> str:
@@ -71,12 +82,13 @@ def default_reward_model(cfg) -> str:
     if cfg.metrics.reward_model:
         return cfg.metrics.reward_model
     have = zoo_reward_models(cfg)
-    return SOURCE_DEFAULT_RM[cfg.zoo.source] if SOURCE_DEFAULT_RM[cfg.zoo.source] in have else have[0]
+    preferred = SOURCE_DEFAULT_RM.get(cfg.zoo.source)
+    return preferred if preferred in have else have[0]
 
 
 def _data_fingerprint(source: str, data_dir) -> str:
     """Digest of the contents of the local input files and the model tables (`runs.fingerprint`)."""
-    paths = input_files(source, data_dir)
+    paths = local_input_files(data_dir) if source == "local" and data_dir is not None else input_files(source, data_dir)
     if data_dir is not None and not paths:
         raise FileNotFoundError(f"zoo.data_dir {data_dir} holds none of the {source} input files")
     tables = [Path(str(files("crowdselect_lib").joinpath("data", f"{n}_models.csv"))) for n in ("magpie", "alpacaeval")]
@@ -114,5 +126,7 @@ prepare_run_zoo = load_run_zoo   # the chapter 01 name of earlier versions
 __all__ = ["Zoo", "ZooError", "load_zoo", "load_config_zoo", "zoo_step", "load_run_zoo", "prepare_run_zoo", "validate",
            "validation_report",
            "check_models", "magpie_models", "alpacaeval_models", "demo_zoo", "planted_correlations", "zoo_reward_models",
-           "default_reward_model", "plot_scores_by_family", "model_order", "KEY_COLUMNS", "LABELS", "MAX_ABS_SCORE", "MAGPIE_REPO", "MAGPIE_REWARD_MODELS",
+           "default_reward_model", "plot_scores_by_family", "load_local", "crowd_files", "local_input_files",
+           "local_reward_models", "read_crowd_file", "MODELS_FILE", "ScoreStream", "write_crowd", "generate_answers", "crowd_models",
+           "answers_step", "instruction_table", "CostNotConfirmed", "OFFLINE_CROWD", "model_order", "KEY_COLUMNS", "LABELS", "MAX_ABS_SCORE", "MAGPIE_REPO", "MAGPIE_REWARD_MODELS",
            "DEFAULT_REWARD_MODEL", "ALPACAEVAL_REWARD_MODEL", "SIM_REWARD_MODELS", "DEMO_DEFAULT_RM", "ZOO_VERSION"]

@@ -34,6 +34,7 @@ LABELS = {
     "demo": "offline demo: simulated zoo",
     "magpie": "Magpie-100K-Generator-Zoo (paper data)",
     "alpacaeval": "AlpacaEval zoo (805 instructions x 56 models, GPT-4-turbo preference)",
+    "local": "your own crowd (local files: zoo.local)",
 }
 
 
