@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -275,3 +280,19 @@ def test_save_runs_on_every_rank_and_the_rest_on_rank_zero(tmp_path):
     _save_model(fsdp, tmp_path, "bfloat16")
     assert fsdp.calls == [("save_model", str(tmp_path))]        # gathered collectively, never cast per shard
     assert (save_dtype({"bf16": True}), save_dtype({"fp16": True}), save_dtype({})) == ("bfloat16", "float16", None)
+
+
+@pytest.mark.faults
+def test_two_process_ddp_saves_on_every_rank_without_hanging(tmp_path):
+    """A real 2-process DDP run (torchrun, gloo on CPU): both ranks reach the save, both return, one model."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script = Path(__file__).with_name("ddp_train.py")
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                           str(port), str(script), str(tmp_path)], capture_output=True, text=True, timeout=240,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks == [{"steps": 2, "world_size": 2}] * 2
+    assert (tmp_path / "model" / "model.safetensors").exists() and (tmp_path / "result.json").exists()
