@@ -4,8 +4,11 @@ The paper embeds with jinaai/jina-embeddings-v3 (task "text-matching") and clust
 ``random_state=42, n_init=20``; paper: 10 clusters, ablation 20 and 30). Any sentence-transformers model serves;
 offline we use all-MiniLM-L6-v2 (`models.load_embedder`).
 
-- Embeddings: a fine-grained cache by (model settings, text) under ``<run>/cache/embeddings/<model>-<digest>/``:
-  each part file is one ``.npz`` holding keys (SHA-1 of the text) and L2-normalised vectors together, written
+- Embeddings (`embedding.pooling`): "official" (the paper's params) is the official `utils/get_embedding.py`:
+  padded batches of 32 in the zoo's order, the plain mean of the last hidden state over every position (pad
+  included), not normalised; "model" is the model's own pooling (sentence-transformers: masked mean), normalised.
+- Embedding cache: a fine-grained cache by (model settings, text) under ``<run>/cache/embeddings/<model>-<digest>/``:
+  each part file is one ``.npz`` holding keys (SHA-1 of the text; with official pooling also of its batch) and vectors, written
   atomically, so a kill between writes leaves only whole parts and a rerun encodes only the missing texts; a
   grown zoo adds parts; writers hold a lock, so two processes never encode the same texts twice.
 - `embed_instructions(run, cfg)` -> (uuids, vectors) of the run's zoo (computes what the cache lacks).
@@ -37,9 +40,33 @@ ENCODE_CHUNK = 1024     # texts per cache part (the unit a kill can lose)
 
 # ------------------------------------------------------------------ embeddings (fine-grained cache)
 
+OFFICIAL_BATCH = 32     # utils/get_embedding.py: padded batches of 32 texts, in the zoo's order
+
+
 def embedding_settings(e) -> dict:
-    """What determines an embedding besides the text (`EmbeddingConfig`): model, revision, task, length."""
-    return {"model": e.model, "revision": e.revision, "task": e.task, "max_seq_length": e.max_seq_length}
+    """What determines an embedding besides the text (`EmbeddingConfig`): model, revision, task, length, pooling."""
+    return {"model": e.model, "revision": e.revision, "task": e.task, "max_seq_length": e.max_seq_length,
+            "pooling": getattr(e, "pooling", "model")}
+
+
+def official_pooling(hidden, batch: int = OFFICIAL_BATCH):
+    """The official pooling of one padded batch's last hidden states (B, T, d): the plain mean over all T
+    positions, pad positions included (no attention mask), not normalised (`utils/get_embedding.py`)."""
+    return hidden.mean(dim=1)
+
+
+def _official_vectors(model, texts: list[str], task: str | None, max_length: int | None) -> np.ndarray:
+    """Official embeddings of `texts`, one padded batch (<= 32 texts) through the sentence-transformers model's
+    underlying transformer (jina v3: with its task adapter, as the official ``model(**inputs, task=task)``)."""
+    import torch
+
+    net, tok = model[0].auto_model, model.tokenizer
+    device = next(net.parameters()).device
+    kw = {"max_length": max_length} if max_length else {}
+    inputs = tok(texts, return_tensors="pt", padding=True, truncation=True, **kw).to(device)
+    with torch.no_grad():
+        out = net(**inputs, task=task) if task else net(**inputs)
+    return official_pooling(out.last_hidden_state).to(torch.float32).cpu().numpy()
 
 
 class EmbeddingCache:
@@ -84,11 +111,24 @@ class EmbeddingCache:
         return atomic_write(self.dir / f"part-{digest(list(map(str, keys)))}.npz", write)
 
 
+def _official_keys(texts: list[str]) -> np.ndarray:
+    """Cache keys of official pooling: a vector depends on its batch's padding, so each text's key also holds the
+    digest of its batch of 32 (in the given order)."""
+    out = []
+    for lo in range(0, len(texts), OFFICIAL_BATCH):
+        batch = texts[lo:lo + OFFICIAL_BATCH]
+        b = digest(text_digest(batch))
+        out += [digest([b, t]) for t in text_digest(batch)]
+    return np.array(out)
+
+
 def embed(texts, e, cache_dir: str | Path, *, chunk: int = ENCODE_CHUNK) -> np.ndarray:
-    """L2-normalised embeddings of `texts` with `EmbeddingConfig` `e`, shape (len(texts), dim), float32.
+    """Embeddings of `texts` with `EmbeddingConfig` `e`, shape (len(texts), dim), float32: L2-normalised with the
+    model's own pooling (`pooling: model`), or the official unmasked batch-32 mean, unnormalised (`official`).
     Cached texts are not encoded again; the rest are encoded in parts of `chunk` texts under one progress bar."""
     texts = [str(t) for t in texts]
-    keys = np.array(text_digest(texts))
+    official = getattr(e, "pooling", "model") == "official"
+    keys = _official_keys(texts) if official else np.array(text_digest(texts))
     cache = EmbeddingCache(cache_dir, e)
     with locked(cache.dir / "writer"):
         known, _ = cache.read()
@@ -102,8 +142,18 @@ def embed(texts, e, cache_dir: str | Path, *, chunk: int = ENCODE_CHUNK) -> np.n
                 extra["task"] = e.task
                 if e.task in getattr(model, "prompts", {}):
                     extra["prompt_name"] = e.task
+            if official:   # whole batches of 32 (a batch with one missing key is encoded again)
+                todo = np.flatnonzero(np.isin(np.arange(len(texts)) // OFFICIAL_BATCH,
+                                              np.unique(todo // OFFICIAL_BATCH)))
             with Progress(len(todo), f"embedding {e.model}", unit="text") as bar:
-                for lo in range(0, len(todo), chunk):
+                step = max(1, chunk // OFFICIAL_BATCH) * OFFICIAL_BATCH   # parts hold whole batches
+                for lo in range(0, len(todo) if official else 0, step):
+                    idx = todo[lo:lo + step]
+                    vecs = np.vstack([_official_vectors(model, [texts[i] for i in idx[b:b + OFFICIAL_BATCH]], e.task,
+                                                        e.max_seq_length) for b in range(0, len(idx), OFFICIAL_BATCH)])
+                    cache.add(keys[idx], vecs)
+                    bar.update(len(idx))
+                for lo in range(0, 0 if official else len(todo), chunk):
                     idx = todo[lo:lo + chunk]
                     vecs = model.encode([texts[i] for i in idx], batch_size=e.batch_size, show_progress_bar=False,
                                         convert_to_numpy=True, normalize_embeddings=True, **extra)

@@ -13,8 +13,9 @@ distinct known sizes enters the mean (the paper's text says five families; the c
 `stability_families` restricts it. Models with unknown size (NaN, e.g. closed models) are left out of
 Stability only: a family correlation needs known sizes.
 
-Ties (a documented choice; the official code breaks ties by argsort position): tied scores get their average
-rank, as `scipy.stats.rankdata(method="average")`, and Spearman is the Pearson correlation of the ranks. A
+Ties (`metrics.stability_ties`). "official" (the paper's params): the official code ranks by the reversed ascending
+argsort over columns ordered small to large, so a tie goes to the larger model and a constant family scores +1.
+"average" (ours, the demo): tied scores get their average rank, as `scipy.stats.rankdata(method="average")`, and Spearman is the Pearson correlation of the ranks. A
 family whose scores are all equal for an instruction has an undefined correlation; it is defined as 0 and still
 counted in the mean. On untied data this equals the official per-row result: 1 - 6 sum d^2 / (m (m^2 - 1)).
 
@@ -61,23 +62,26 @@ def stability_families(families: Mapping[str, tuple[str, float]], models: list[s
     return {f: groups[f] for f in sorted(groups) if len({families[m][1] for m in groups[f]}) >= 2}
 
 
-def _doubled_ranks(block: np.ndarray) -> np.ndarray:
+def _doubled_ranks(block: np.ndarray, sizes: np.ndarray | None = None) -> np.ndarray:
     """2 x average rank (1 = highest) per row, as integers: 2 + sum over the others of 2 [x_l > x_j] + [x_l = x_j].
-    Families are small (k <= ~10), so k(k-1)/2 vectorised comparisons beat a sort and use O(n k) memory."""
+    With `sizes` (the official tie rule), a tie goes to the larger model (equal sizes: the later column), so the
+    ranks are untied. Families are small (k <= ~10): k(k-1)/2 vectorised comparisons, O(n k) memory."""
     n, k = block.shape
     r = np.full((n, k), 2, dtype=np.int64)
     for j, m in combinations(range(k), 2):
         gt, eq = block[:, m] > block[:, j], block[:, m] == block[:, j]
+        if sizes is not None:
+            gt, eq = gt | (eq & (sizes[m] >= sizes[j])), np.zeros_like(eq)
         r[:, j] += 2 * gt + eq
         r[:, m] += 2 * ~(gt | eq) + eq
     return r
 
 
-def _family_terms(block: np.ndarray, sizes: np.ndarray):
+def _family_terms(block: np.ndarray, sizes: np.ndarray, ties: str = "average"):
     """For one family (n, k): the integer numerator A of Spearman, the exact denominator d when the row is untied,
     the float correlation, and the untied-row mask. Spearman = A / sqrt(B C) on centred doubled ranks."""
     k = block.shape[1]
-    r = _doubled_ranks(block) - (k + 1)                                   # centred: doubled ranks sum to k(k+1)
+    r = _doubled_ranks(block, sizes if ties == "official" else None) - (k + 1)                                  # centred: doubled ranks sum to k(k+1)
     q = np.rint(2 * stats.rankdata(-sizes, method="average")).astype(np.int64) - (k + 1)   # 1 = largest model
     a = r @ q                                                             # integer matmul: exact
     b, c = np.einsum("ij,ij->i", r, r), int(q @ q)
@@ -87,9 +91,9 @@ def _family_terms(block: np.ndarray, sizes: np.ndarray):
     return a, d, rho, untied
 
 
-def _stability(values: np.ndarray, groups: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+def _stability(values: np.ndarray, groups: list[tuple[np.ndarray, np.ndarray]], ties: str = "average") -> np.ndarray:
     """Mean family Spearman per row; untied rows exactly (one integer over the common denominator)."""
-    terms = [_family_terms(values[:, idx], sizes) for idx, sizes in groups]
+    terms = [_family_terms(values[:, idx], sizes, ties) for idx, sizes in groups]
     lcm = math.lcm(*(d for _, d, _, _ in terms))
     num = sum(a * (lcm // d) for a, d, _, _ in terms)                    # int64: |num| <= |F| lcm
     exact = np.logical_and.reduce([u for _, _, _, u in terms])
@@ -98,8 +102,11 @@ def _stability(values: np.ndarray, groups: list[tuple[np.ndarray, np.ndarray]]) 
 
 
 def base_metrics(scores: pd.DataFrame, families: Mapping[str, tuple[str, float]],
-                 stability_families_only: list[str] | None = None) -> pd.DataFrame:
+                 stability_families_only: list[str] | None = None, ties: str = "average") -> pd.DataFrame:
     """Difficulty, Separability and Stability per instruction (eqs. 3-5).
+
+    ties (`metrics.stability_ties`): "average" ranks (a constant family = 0) or "official" (the official
+    argsort: a tie goes to the larger model, so a constant family = +1); equal on untied rows.
 
     scores: DataFrame (index uuid, columns = models), finite. families: model -> (family, size_b).
     Returns a DataFrame indexed like `scores` with columns difficulty, separability, stability;
@@ -114,6 +121,8 @@ def base_metrics(scores: pd.DataFrame, families: Mapping[str, tuple[str, float]]
     groups = stability_families(families, names, stability_families_only)
     if not groups:
         raise ValueError("no family has two or more distinct known sizes: Stability is undefined")
+    if ties not in ("average", "official"):
+        raise ValueError(f"unknown Stability tie rule {ties!r}; choose 'average' or 'official'")
     col = {m: j for j, m in enumerate(names)}
     fams = [(np.array([col[m] for m in ms]), np.array([families[m][1] for m in ms], dtype=float))
             for ms in groups.values()]
@@ -128,7 +137,7 @@ def base_metrics(scores: pd.DataFrame, families: Mapping[str, tuple[str, float]]
             raise ValueError(f"{what} score for uuid {scores.index[a + i]!r} model {names[j]!r}")
         out["difficulty"][a:a + len(block)] = -block.mean(axis=1)
         out["separability"][a:a + len(block)] = block.var(axis=1)
-        out["stability"][a:a + len(block)] = _stability(block, fams)
+        out["stability"][a:a + len(block)] = _stability(block, fams, ties)
     out = pd.DataFrame(out, index=scores.index)
     if not np.isfinite(out["separability"]).all():
         u = out.index[~np.isfinite(out["separability"])][0]
@@ -138,10 +147,10 @@ def base_metrics(scores: pd.DataFrame, families: Mapping[str, tuple[str, float]]
 
 
 def streamed_metrics(blocks, families: Mapping[str, tuple[str, float]],
-                     stability_families_only: list[str] | None = None) -> pd.DataFrame:
+                     stability_families_only: list[str] | None = None, ties: str = "average") -> pd.DataFrame:
     """`base_metrics` over an iterable of score blocks (a crowd larger than memory, `zoo.ScoreStream`): eqs. 3-5
     read one instruction's row of S at a time, so the result equals `base_metrics` of the whole matrix row for row."""
-    parts = [base_metrics(b, families, stability_families_only) for b in blocks]
+    parts = [base_metrics(b, families, stability_families_only, ties) for b in blocks]
     if not parts:
         raise ValueError("the crowd has no complete instruction: no metrics to compute")
     out = pd.concat(parts)
@@ -230,7 +239,8 @@ def metrics_step(run, cfg, reward_model: str | None = None) -> Step:
         from . import scoring   # only for re-scored zoos (chapter 02)
 
         inputs["scores"] = scoring.scores_step(run, cfg, rm)
-    settings = {"reward_model": rm, "stability_families": cfg.metrics.stability_families}
+    settings = {"reward_model": rm, "stability_families": cfg.metrics.stability_families,
+                "stability_ties": cfg.metrics.stability_ties}
     return Step(run.dir, "metrics", check_name(slug(rm), "reward model"), settings, inputs, METRICS_VERSION,
                 "crowdselect_lib.metrics")
 
@@ -256,7 +266,7 @@ def load_run_metrics(run, cfg, reward_model: str | None = None) -> pd.DataFrame:
         out = pd.read_parquet(st.dir / "metrics.parquet")
     else:
         zoo = _scored_zoo(run, cfg, st, rm)
-        out = base_metrics(zoo.scores(rm), zoo.families(), cfg.metrics.stability_families)
+        out = base_metrics(zoo.scores(rm), zoo.families(), cfg.metrics.stability_families, cfg.metrics.stability_ties)
         write_parquet(out, st.path("metrics.parquet"))
         st.finish(rows=len(out), stability_families=out.attrs["stability_families"])
     out.attrs["stability_families"] = st.manifest()["stability_families"]

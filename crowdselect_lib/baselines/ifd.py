@@ -9,13 +9,16 @@ perplexities, whose exponentials reorder the top-k). Cherry's texts (`prompt: al
 both tokenized whole with the tokenizer's own special tokens, the answer scored from the first token after its
 prefix — so a tokenizer without BOS is treated symmetrically (both answers have a context before them). The same
 number of answer tokens is scored in both: inputs longer than `max_length` cut the answer and are counted
-(``truncated``); a prompt that leaves no room for the answer is skipped (counted, ``skipped``).
+(``truncated``); a prompt that leaves no room for the answer is skipped (counted, ``skipped``). With
+`ifd_cut_answers: skip` (default, Cherry's rule, `cherry_cut`) a cut answer is skipped when Cherry's ``+4`` window
+would skip it (every cut answer for a tokenizer without BOS, e.g. Qwen), counted as ``cut_skipped``.
 `prompt: chat` (our variant) uses the model's chat template instead, with the template's text that follows the
 instruction (the assistant header) as the unconditioned prefix.
 Selection (`ifd_pick`): keep IFD <= 1, take the top-k.
 
 ``ifd_pre`` scores with a "pre-experienced" model: the student first fine-tuned (SFT, full weights, the training
-package) on Cherry's pre-experience sample — K-means (`ifd_pre_clusters`, 100) on the model's own instruction
+package; in the Alpaca prompt it scores with, as Cherry's trainer, `ifd_pre_format: alpaca`) on Cherry's
+pre-experience sample — K-means (`ifd_pre_clusters`, 100) on the model's own instruction
 embeddings (mean of the last hidden states), then from each cluster `ifd_pre_per_cluster` (10) instructions evenly
 spaced among those inside the `ifd_pre_percentiles` (25th-75th) band of instruction perplexity.
 """
@@ -37,7 +40,8 @@ VERSION = "1"
 ALPACA_PROMPT = ("Below is an instruction that describes a task. Write a response that appropriately completes the "
                  "request.\n\n### Instruction:\n{instruction}\n\n### Response:")
 RESPONSE_PREFIX = "### Response:"
-IFD_COLUMNS = ["uuid", "loss_conditioned", "loss_answer", "ifd", "answer_tokens", "truncated", "skipped"]
+IFD_COLUMNS = ["uuid", "loss_conditioned", "loss_answer", "ifd", "answer_tokens", "truncated", "skipped",
+               "cut_skipped"]
 
 
 def prefixes(tokenizer, instruction: str, prompt: str = "alpaca") -> tuple[str, str]:
@@ -51,9 +55,22 @@ def prefixes(tokenizer, instruction: str, prompt: str = "alpaca") -> tuple[str, 
     return text, text[text.rfind(str(instruction)) + len(str(instruction)):]
 
 
-def encode_pairs(tokenizer, instructions, answers, max_length: int = 512, prompt: str = "alpaca") -> list[dict]:
-    """Per pair: {"cond", "cond_start", "answer", "answer_start", "n", "truncated", "skipped"}: token ids of both
-    texts, the first answer position of each, and n = answer tokens scored in both."""
+def cherry_cut(prompt_tokens: int, prefix_tokens: int, answer_tokens: int, max_length: int) -> bool:
+    """Cherry_LLM's skip (`data_by_IFD.py`): the answer alone is cut at ``max_length - prompt + 4`` tokens (its
+    ``### Response:`` prefix included), and a pair with ``prompt + answer-alone tokens > max_length`` is skipped.
+    With a prefix of fewer than 4 tokens (no BOS, e.g. Qwen) every answer cut at max_length is skipped."""
+    alone = min(answer_tokens, max_length - prompt_tokens + 4 - prefix_tokens)
+    return prompt_tokens + alone > max_length
+
+
+def encode_pairs(tokenizer, instructions, answers, max_length: int = 512, prompt: str = "alpaca",
+                 cut_answers: str = "score") -> list[dict]:
+    """Per pair: {"cond", "cond_start", "answer", "answer_start", "n", "truncated", "skipped", "cut_skipped"}:
+    token ids of both texts, the first answer position of each, and n = answer tokens scored in both.
+    `cut_answers` "skip": Cherry's rule (`cherry_cut`) skips the pair (``cut_skipped``, counted); "score": ours,
+    the cut answer is scored (``truncated``)."""
+    if cut_answers not in ("skip", "score"):
+        raise ValueError(f"unknown IFD cut-answer rule {cut_answers!r} (skip | score)")
     special = prompt == "alpaca"            # a chat template already holds its special tokens
     out = []
     for q, a in zip(instructions, answers):
@@ -62,8 +79,9 @@ def encode_pairs(tokenizer, instructions, answers, max_length: int = 512, prompt
         cond, sc, unc, su = ids[0], len(ids[1]), ids[2], len(ids[3])
         full = min(len(cond) - sc, len(unc) - su)
         n = max(0, min(full, max_length - sc))
+        cut = cut_answers == "skip" and n >= 1 and cherry_cut(sc, su, len(unc) - su, max_length)
         out.append({"cond": cond[: sc + n], "cond_start": sc, "answer": unc[: su + n], "answer_start": su, "n": n,
-                    "truncated": n < full, "skipped": n < 1})
+                    "truncated": n < full, "skipped": n < 1 or cut, "cut_skipped": cut})
     return out
 
 
@@ -102,9 +120,9 @@ def mean_token_losses(model, seqs: list[list[int]], starts: list[int], pad_id: i
 
 
 def ifd_scores(tokenizer, model, uuids, instructions, answers, *, batch_size: int = 8, max_length: int = 512,
-               prompt: str = "alpaca") -> pd.DataFrame:
+               prompt: str = "alpaca", cut_answers: str = "score") -> pd.DataFrame:
     """IFD per pair (`IFD_COLUMNS`), one row per uuid in input order; skipped pairs have NaN losses."""
-    enc = encode_pairs(tokenizer, instructions, answers, max_length, prompt)
+    enc = encode_pairs(tokenizer, instructions, answers, max_length, prompt, cut_answers)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     keep = [i for i, e in enumerate(enc) if not e["skipped"]]
     lc, la = np.full(len(enc), np.nan), np.full(len(enc), np.nan)
@@ -115,11 +133,11 @@ def ifd_scores(tokenizer, model, uuids, instructions, answers, *, batch_size: in
                                      pad, batch_size)
     return pd.DataFrame({"uuid": list(uuids), "loss_conditioned": lc, "loss_answer": la, "ifd": lc / la,
                          "answer_tokens": [e["n"] for e in enc], "truncated": [e["truncated"] for e in enc],
-                         "skipped": [e["skipped"] for e in enc]})
+                         "skipped": [e["skipped"] for e in enc], "cut_skipped": [e["cut_skipped"] for e in enc]})
 
 
 def score_pairs_resumable(directory, pairs: pd.DataFrame, load_model, *, batch_size: int = 8, max_length: int = 512,
-                          prompt: str = "alpaca", shard_size: int = 256) -> pd.DataFrame:
+                          prompt: str = "alpaca", shard_size: int = 256, cut_answers: str = "score") -> pd.DataFrame:
     """IFD of `pairs` [uuid, instruction, response] in shards ``<directory>/ifd-00000.parquet``: a killed run
     resumes at the first missing shard; `load_model()` -> (tokenizer, model) is called only if one is missing."""
     d = Path(directory)
@@ -133,7 +151,7 @@ def score_pairs_resumable(directory, pairs: pd.DataFrame, load_model, *, batch_s
         else:
             tok_model = tok_model or load_model()
             part = ifd_scores(*tok_model, chunk["uuid"], chunk["instruction"], chunk["response"],
-                              batch_size=batch_size, max_length=max_length, prompt=prompt)
+                              batch_size=batch_size, max_length=max_length, prompt=prompt, cut_answers=cut_answers)
             write_parquet(part, path)
         parts.append(part)
     return pd.concat(parts, ignore_index=True)
@@ -143,7 +161,9 @@ def ifd_pick(scores: pd.DataFrame, k: int) -> Picked:
     """Cherry_LLM's rule: keep IFD <= 1 (skipped pairs out), the top-k IFD (fewer left: all, shortfall reported)."""
     ok = scores[~scores["skipped"] & scores["ifd"].notna()]
     keep = ok[ok["ifd"] <= 1]
-    report = {"scored": int(len(ok)), "skipped": int(scores["skipped"].sum()), "ifd_at_most_1": int(len(keep)),
+    cut = int(scores["cut_skipped"].sum()) if "cut_skipped" in scores else 0
+    report = {"scored": int(len(ok)), "skipped": int(scores["skipped"].sum()), "cut_skipped": cut,
+              "ifd_at_most_1": int(len(keep)),
               "truncated": int(scores["truncated"].sum()), "k": k, "mean_ifd": float(ok["ifd"].mean())}
     if keep.empty:
         raise ValueError(f"none of the {len(ok)} scored pairs has IFD <= 1; nothing to select")
@@ -186,6 +206,20 @@ def pre_experience_sample(embeddings: np.ndarray, ppl: np.ndarray, n_clusters: i
 
 # ------------------------------------------------------------------ steps
 
+def pre_experience_rows(pairs: pd.DataFrame, fmt: str = "alpaca") -> list[dict]:
+    """Training rows of the pre-experience sample. "alpaca" (Cherry_LLM, whose Stanford-Alpaca trainer uses the
+    prompt it scores with): ``{"prompt": ALPACA_PROMPT(instruction), "completion": answer}`` as plain text;
+    "chat": the student's chat template (``{"messages": [user, assistant]}``)."""
+    if fmt == "alpaca":
+        return [{"prompt": ALPACA_PROMPT.format(instruction=q), "completion": str(a)}
+                for q, a in zip(pairs["instruction"].astype(str), pairs["response"])]
+    if fmt != "chat":
+        raise ValueError(f"unknown pre-experience format {fmt!r} (alpaca | chat)")
+    from ..selection import to_chat_messages
+
+    return to_chat_messages(pairs)
+
+
 def model_name(cfg) -> str:
     return cfg.baselines.ifd_model or cfg.training.student
 
@@ -205,7 +239,7 @@ def pre_model_step(run, cfg) -> Step:
                 "reward_model": default_reward_model(cfg), **candidate_settings(cfg, b.ifd_subset),
                 "clusters": b.ifd_pre_clusters, "per_cluster": b.ifd_pre_per_cluster,
                 "percentiles": list(b.ifd_pre_percentiles), "steps": b.ifd_pre_steps, "seed": cfg.run.seed,
-                "revision": cfg.training.student_revisions.get(model_name(cfg)),
+                "revision": cfg.training.student_revisions.get(model_name(cfg)), "format": b.ifd_pre_format,
                 "training": {k: v for k, v in dataclasses.asdict(_pre_training(cfg)).items() if k not in RUN_ONLY}}
     return Step(run.dir, "baselines", "ifd-pre_model", settings, {"zoo": zoo_step(run, cfg)}, VERSION, BASELINE_CODE)
 
@@ -217,13 +251,13 @@ def work_step(run, cfg, name: str) -> Step:
     if name == "ifd_pre":
         inputs["pre_model"] = pre_model_step(run, cfg)
     settings = {"model": model_name(cfg), "prompt": b.ifd_prompt, "max_length": b.ifd_max_length,
-                "reward_model": default_reward_model(cfg), **candidate_settings(cfg, b.ifd_subset)}
+                "reward_model": default_reward_model(cfg), "cut_answers": b.ifd_cut_answers,
+                **candidate_settings(cfg, b.ifd_subset)}
     return Step(run.dir, "baselines", f"{name}-scores", settings, inputs, VERSION, BASELINE_CODE)
 
 
 def _pre_model(ctx: Context, pairs: pd.DataFrame) -> str:
     from ..models import shared_causal_lm   # torch: heavy
-    from ..selection import to_chat_messages
     from ..training.fit import train   # the low-level loop (training.run imports baselines)
 
     st = pre_model_step(ctx.run, ctx.cfg).announce()
@@ -233,7 +267,8 @@ def _pre_model(ctx: Context, pairs: pd.DataFrame) -> str:
         ppl, emb = instruction_stats(*shared_causal_lm(model_name(ctx.cfg), revision=pin), pairs["instruction"],
                                      max_length=b.ifd_max_length, prompt=b.ifd_prompt, batch_size=b.ifd_batch_size)
         rows = pre_experience_sample(emb, ppl, b.ifd_pre_clusters, b.ifd_pre_per_cluster, b.ifd_pre_percentiles)
-        res = train(_pre_training(ctx.cfg), "sft_full", to_chat_messages(pairs.iloc[rows]), st.dir / "train",
+        res = train(_pre_training(ctx.cfg), "sft_full", pre_experience_rows(pairs.iloc[rows], b.ifd_pre_format),
+                    st.dir / "train",
                     model_name=model_name(ctx.cfg), seed=ctx.cfg.run.seed, max_steps=b.ifd_pre_steps)
         write_parquet(pairs.iloc[rows][["uuid"]].assign(perplexity=ppl[rows]), st.path("sample.parquet"))
         st.finish(sample=len(rows), steps=res.steps, train_loss=res.train_loss)
@@ -252,7 +287,8 @@ def _select(ctx: Context) -> Picked:
         pairs = best_pairs(ctx.zoo, candidates(ctx.zoo, b.ifd_subset, ctx.cfg.run.seed), ctx.reward_model)
         name = _pre_model(ctx, pairs) if ctx.name == "ifd_pre" else model_name(ctx.cfg)
         scores = score_pairs_resumable(st.dir / "shards", pairs, lambda: shared_causal_lm(name),
-                                       batch_size=b.ifd_batch_size, max_length=b.ifd_max_length, prompt=b.ifd_prompt)
+                                       batch_size=b.ifd_batch_size, max_length=b.ifd_max_length, prompt=b.ifd_prompt,
+                                       cut_answers=b.ifd_cut_answers)
         write_parquet(scores, st.path("scores.parquet"))
         st.finish(rows=len(scores), model=name)
     picked = ifd_pick(scores, subset_k(ctx.cfg, len(scores), n_all))

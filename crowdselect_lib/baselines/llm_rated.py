@@ -1,6 +1,7 @@
 """LLM-rated baselines (CrowdSelect Tables 2, 10, 12; appendix B.3): Direct score (Alpagasus) and Instag (InsTag).
 
-Direct score: an LLM grades each (instruction, best answer) pair 0-5 with Alpagasus' own prompts, verbatim
+Direct score: an LLM grades each (instruction, answer) pair 0-5 (the answer of `selection.response`: eq. 2's best
+by default, so Table 1's three rows rate three answer sets and get three keys) with Alpagasus' own prompts, verbatim
 (`rating/chatgpt_rating.py`: the system prompt, the ``###Instruction / ### Input / ### Response`` triplet, then the
 rating request); the grade is the number on the reply's first line (`parse_grade`). ``direct_score`` takes the
 top-k, ``direct_score_bottom`` the bottom-k (Tables 10 and 12, "Direct-Score ↓/↑"); ties (grades are coarse) are
@@ -19,9 +20,9 @@ import pandas as pd
 
 from ..runs import Step, read_json, write_json, write_parquet
 from ..zoo import default_reward_model, zoo_step
+from ..selection import pair_responses
 from .asking import ParseError, Truncated, ask_with_retries, client, generation, llm_identity, llm_report
-from .common import (BASELINE_CODE, Baseline, Context, Picked, best_pairs, candidate_settings, candidates, subset_k,
-                     top_available)
+from .common import BASELINE_CODE, Baseline, Context, Picked, candidate_settings, candidates, subset_k, top_available
 
 VERSION = "1"
 
@@ -102,21 +103,25 @@ def direct_score_conversations(pairs: pd.DataFrame, dimension: str = "accuracy",
 
 
 def direct_score_ratings(zoo, llm, uuids, settings, *, dimension: str = "accuracy", reward_model: str | None = None,
-                         max_retries: int = 2, example: bool = False) -> pd.DataFrame:
-    """Grade each candidate's best answer: ``uuid, value, reply, attempts, truncated, error``."""
-    pairs = best_pairs(zoo, uuids, reward_model)
+                         max_retries: int = 2, example: bool = False, response: str = "best",
+                         seed: int = 0) -> pd.DataFrame:
+    """Grade each candidate's answer of the `response` strategy (eq. 2's best by default; Table 1 also rates the
+    random and top-5-random answers): ``uuid, model, value, reply, attempts, truncated, error``."""
+    pairs = pair_responses(zoo, uuids, response, seed, reward_model)
     asked = ask_with_retries(llm, direct_score_conversations(pairs, dimension, example), parse_grade, settings,
                              max_retries)
-    return pd.concat([pairs[["uuid"]], asked], axis=1)
+    return pd.concat([pairs[["uuid", "model"]], asked], axis=1)
 
 
 def direct_score_pick(ratings: pd.DataFrame, k: int, direction: str = "top", seed: int = 0) -> Picked:
-    """Top-k (or bottom-k) by grade among the valid ratings; failures excluded and counted."""
+    """Top-k (or bottom-k) by grade among the valid ratings; failures excluded and counted. Each row keeps the
+    answer that was rated (column ``model``, when present)."""
     ok = ratings[ratings["error"].isna()]
     report = llm_report("direct_score", ratings) | {"candidates": int(len(ok)), "k": k,
                                                      "grades": ok["value"].astype(float).value_counts().to_dict()}
     score = pd.Series(ok["value"].astype(float).to_numpy(), index=pd.Index(ok["uuid"]))
-    return Picked(top_available(score, k, report, direction, seed), report)
+    models = pd.Series(ok["model"].to_numpy(), index=pd.Index(ok["uuid"])) if "model" in ok else None
+    return Picked(top_available(score, k, report, direction, seed), report, models)
 
 
 # ------------------------------------------------------------------ Instag (InsTag)
@@ -229,17 +234,60 @@ def instag_order(tags: pd.Series, k: int) -> pd.Series:
     return n.reindex(pd.Index(chosen)).astype(float)
 
 
-def instag_pick(tagged: pd.DataFrame, k: int) -> Picked:
-    """Instag over the validly tagged candidates; failures excluded and counted. score = tag count."""
+def instag_official_order(tags: pd.Series, instructions: pd.Series, k: int) -> pd.Series:
+    """The official CrowdSelect Tags rule (`choose_by_tag.py`, paper §B.3): group instructions by tag (tags in
+    order of first appearance), each group sorted by word count (most first, ties in the given order); walk the
+    tags, adding a group's longest instruction not yet taken, and stop a tag's walk once the TOTAL taken reaches
+    k // (number of tags). So the first tag gives k // T and every later tag one; the rest is filled with the
+    longest instructions by word count (ties: first appearance in the tag groups). Duplicates by instruction
+    text count once. tags: uuid -> list; instructions: uuid -> text. Returns uuid -> word count, in pick order."""
+    if not 0 < k <= len(tags):
+        raise ValueError(f"asked for k={k} rows but {len(tags)} tagged instructions exist")
+    pos = pd.Series(range(len(tags)), index=tags.index)
+    ex = tags.explode().dropna()
+    words = instructions.reindex(tags.index).astype(str).str.split().str.len()
+    rows = pd.DataFrame({"tag": ex.to_numpy(), "pos": pos[ex.index].to_numpy(), "uuid": ex.index})
+    rows["tag_order"] = pd.factorize(rows["tag"])[0]
+    rows["words"] = words[rows["uuid"]].to_numpy()
+    rows = rows.sort_values(["tag_order", "words", "pos"], ascending=[True, False, True], kind="stable")
+    text = instructions.reindex(tags.index).astype(str)
+    per_tag, taken, seen = k // rows["tag_order"].nunique(), [], set()
+    for _, group in rows.groupby("tag_order", sort=True):   # a loop over tags, each a short walk
+        for u in group["uuid"]:
+            if text[u] not in seen:
+                taken.append(u)
+                seen.add(text[u])
+                if len(taken) >= per_tag:
+                    break
+    fill = rows.drop_duplicates("uuid").sort_values("words", ascending=False, kind="stable")["uuid"]
+    for u in fill:                     # rows keep their first appearance, so ties follow the tag groups
+        if len(taken) >= k:
+            break
+        if text[u] not in seen:
+            taken.append(u)
+            seen.add(text[u])
+    taken = taken[:k]
+    return words.reindex(pd.Index(taken)).astype(float)
+
+
+def instag_pick(tagged: pd.DataFrame, k: int, rule: str = "official", instructions: pd.Series | None = None) -> Picked:
+    """Instag over the validly tagged candidates; failures excluded and counted. rule "official": the official
+    CrowdSelect rule (`instag_official_order`, score = word count); "instag": InsTag's Algorithm 1
+    (`instag_order`, score = tag count)."""
     ok = tagged[tagged["error"].isna()]
     report = llm_report("instag", tagged) | {"candidates": int(len(ok)), "k": k}
     if ok.empty:
         raise ValueError(f"instag: none of the {len(tagged)} instructions got valid tags")
     report["shortfall"] = int(max(k - len(ok), 0))
     tags = pd.Series(ok["value"].map(list).to_numpy(), index=pd.Index(ok["uuid"]))
-    ranked = instag_order(tags, min(k, len(ok)))
-    report.update(distinct_tags=int(tags.explode().nunique()), tags_covered=int(tags[ranked.index].explode().nunique()),
-                  mean_tags_selected=float(ranked.mean()), mean_tags_candidates=float(tags.map(len).mean()))
+    if rule == "official":
+        if instructions is None:
+            raise ValueError("instag: the official rule needs the instructions (word counts)")
+        ranked = instag_official_order(tags, instructions, min(k, len(ok)))
+    else:
+        ranked = instag_order(tags, min(k, len(ok)))
+    report.update(rule=rule, distinct_tags=int(tags.explode().nunique()), tags_covered=int(tags[ranked.index].explode().nunique()),
+                  mean_tags_selected=float(tags[ranked.index].map(len).mean()), mean_tags_candidates=float(tags.map(len).mean()))
     return Picked(ranked, report)
 
 
@@ -251,8 +299,9 @@ def _llm_settings(cfg, method: str) -> dict:
         prompt = [OFFICIAL_SYSTEM] if b.instag_tagging == "official_labels" else [INSTAG_SYSTEM, INSTAG_REQUEST]
         return {"tagging": b.instag_tagging, **candidate_settings(cfg, b.llm_subset),
                 "llm": llm_identity(cfg, b.instag_max_new_tokens, prompt)}
-    return {"dimension": b.direct_score_dimension, "reward_model": default_reward_model(cfg),
-            **candidate_settings(cfg, b.llm_subset),
+    response = cfg.selection.response   # Table 1 rates each strategy's answers (a random draw: run.seed)
+    return {"dimension": b.direct_score_dimension, "reward_model": default_reward_model(cfg), "response": response,
+            **({"response_seed": cfg.run.seed} if response != "best" else {}), **candidate_settings(cfg, b.llm_subset),
             "llm": llm_identity(cfg, b.direct_score_max_new_tokens, direct_score_prompt(cfg))}
 
 
@@ -280,7 +329,8 @@ def items(ctx: Context, method: str) -> tuple[pd.DataFrame, dict]:
     else:
         df = direct_score_ratings(ctx.zoo, ctx.llm, uuids, generation(ctx.cfg, b.direct_score_max_new_tokens),
                                   dimension=b.direct_score_dimension, reward_model=ctx.reward_model,
-                                  max_retries=b.llm_max_retries, example=b.llm_example)
+                                  max_retries=b.llm_max_retries, example=b.llm_example,
+                                  response=ctx.cfg.selection.response, seed=ctx.cfg.run.seed)
     info = {"llm": getattr(ctx.llm, "info", dict)(), "zoo_instructions": int(len(ctx.zoo.instructions()))}
     write_parquet(df, st.path("items.parquet"))
     write_json(info, st.path("llm.json"))
@@ -293,7 +343,8 @@ def _select(ctx: Context) -> Picked:
     df, info = items(ctx, method)
     k = subset_k(ctx.cfg, len(df), info["zoo_instructions"])
     if method == "instag":
-        picked = instag_pick(df, k)
+        inst = ctx.zoo.instructions().set_index("uuid")["instruction"]
+        picked = instag_pick(df, k, ctx.cfg.baselines.instag_rule, inst)
     else:
         picked = direct_score_pick(df, k, "bottom" if ctx.name == "direct_score_bottom" else "top", ctx.cfg.run.seed)
     picked.report.update(method=ctx.name, llm=info["llm"].get("model"))
@@ -301,7 +352,9 @@ def _select(ctx: Context) -> Picked:
 
 
 def _table_settings(cfg, name):
-    return {"subset_k": cfg.baselines.subset_k, **({"tie_seed": cfg.run.seed} if name != "instag" else {})}
+    if name == "instag":
+        return {"subset_k": cfg.baselines.subset_k, "rule": cfg.baselines.instag_rule}
+    return {"subset_k": cfg.baselines.subset_k, "tie_seed": cfg.run.seed}   # response: in the ratings' key
 
 
 BASELINES = [
@@ -309,11 +362,13 @@ BASELINES = [
              _table_settings, _select, work_step),
     Baseline("direct_score_bottom", "Direct-Score ↓", True, "llm", "LLM grade 0-5 of the best answer; bottom-k",
              _table_settings, _select, work_step),
-    Baseline("instag", "Tags", True, "llm", "LLM tags; most tags first, each adding a new tag (InsTag)",
+    Baseline("instag", "Tags", True, "llm", "LLM tags; official: per tag one, then the longest by words "
+             "(choose_by_tag.py); instag: most tags first, each adding a new tag (InsTag)",
              _table_settings, _select, work_step),
 ]
 
-__all__ = ["parse_grade", "parse_tags", "parse_official_labels", "normalise_tag", "instag_order", "instag_pick",
+__all__ = ["parse_grade", "parse_tags", "parse_official_labels", "normalise_tag", "instag_order", "instag_official_order",
+           "instag_pick",
            "direct_score_pick", "direct_score_conversations", "instag_conversations", "direct_score_ratings",
            "ALPAGASUS_SYSTEM", "ALPAGASUS_TRIPLET", "ALPAGASUS_REQUEST", "INSTAG_REQUEST", "OFFICIAL_LABELS",
            "BASELINES", "work_step", "items"]

@@ -1,7 +1,8 @@
 """Rule-based baselines (CrowdSelect Table 2, 10, 12; appendix B.3): Random, Length, Reward score. Cheap: computed
 on demand whenever a later chapter asks for them.
 
-- Random: k instructions drawn uniformly (seeded). Answer: the best one (official `random_choose_1k.py`, which
+- Random: k instructions drawn uniformly (seeded; `baselines.random_draw`: Python's `random.sample`, as the
+  official script, or numpy). Answer: the best one (official `random_choose_1k.py`, which
   samples the best-answer file with seeds 1-6) or, `baselines.random_response: random`, a random one of the zoo's
   answers (the paper's text, appendix B.3). ``random`` uses `baselines.random_seed`, ``random_s<N>`` seed N.
 - Length: the instruction's token count under `baselines.tokenizer` (paper: Llama-3.2-3B-Instruct); top-k long or
@@ -14,6 +15,7 @@ on demand whenever a later chapter asks for them.
 """
 from __future__ import annotations
 
+import random
 import re
 
 import numpy as np
@@ -29,11 +31,23 @@ def random_seed_of(cfg, name: str) -> int:
     return int(m.group(1)) if m else cfg.baselines.random_seed
 
 
-def random_pick(zoo, k: int, seed: int, response: str = "best") -> Picked:
-    """k instructions uniformly at random; score = the uniform draw that ranked each."""
+def random_pick(zoo, k: int, seed: int, response: str = "best", draw: str = "python") -> Picked:
+    """k instructions uniformly at random, in draw order; score = k - position (the first drawn ranks first).
+
+    draw "python" (official `random_choose_1k.py`): ``random.seed(seed); random.sample(rows, k)`` over the
+    instructions in zoo order (the official best-answer file's order), i.e. the same rows the official files
+    hold for the same zoo; "numpy": ``numpy.random.default_rng(seed)``, the top k of one uniform draw per row."""
     uuids = pd.Index(zoo.instructions()["uuid"])
-    draw = pd.Series(np.random.default_rng(seed).random(len(uuids)), index=uuids)
-    return Picked(top_k(draw, k), {"seed": seed, "response": response}, response=response, seed=seed)
+    if not 0 < k <= len(uuids):
+        raise ValueError(f"asked for k={k} rows but {len(uuids)} exist")
+    if draw == "python":
+        idx = random.Random(seed).sample(range(len(uuids)), k)
+    elif draw == "numpy":
+        idx = np.argsort(-np.random.default_rng(seed).random(len(uuids)), kind="stable")[:k]
+    else:
+        raise ValueError(f"unknown random draw {draw!r}; choose 'python' or 'numpy'")
+    score = pd.Series(np.arange(k, 0, -1, dtype=float), index=uuids[np.asarray(idx)])
+    return Picked(score, {"seed": seed, "response": response, "draw": draw}, response=response, seed=seed)
 
 
 def token_lengths(texts, tokenizer) -> np.ndarray:
@@ -85,7 +99,8 @@ def reward_pick(zoo, k: int, direction: str, reward_model: str, rule: str = "off
 
 
 def _random(ctx: Context) -> Picked:
-    return random_pick(ctx.zoo, ctx.k, random_seed_of(ctx.cfg, ctx.name), ctx.cfg.baselines.random_response)
+    b = ctx.cfg.baselines
+    return random_pick(ctx.zoo, ctx.k, random_seed_of(ctx.cfg, ctx.name), b.random_response, b.random_draw)
 
 
 def _length(ctx: Context) -> Picked:
@@ -99,7 +114,7 @@ def _reward(ctx: Context) -> Picked:
 
 def _random_settings(cfg, name):
     b = cfg.baselines
-    return {"seed": random_seed_of(cfg, name), "response": b.random_response}
+    return {"seed": random_seed_of(cfg, name), "response": b.random_response, "draw": b.random_draw}
 
 
 def _length_settings(cfg, name):

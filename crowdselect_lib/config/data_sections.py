@@ -34,6 +34,8 @@ class MetricsConfig:
     """CrowdSelect eqs. (3)-(5) (chapter 03)."""
     reward_model: Optional[str] = None  # None = the zoo's default (Magpie: Skywork-Reward-Llama-3.1-8B, the paper's)
     stability_families: Optional[list[str]] = None  # None = every family with >= 2 distinct sizes (official code: 6)
+    stability_ties: Literal["official", "average"] = "official"   # official: tied scores ranked by size (larger
+    #                                    first; a constant family = +1) | average ranks (a constant family = 0)
 
     def __post_init__(self):
         check_rules(self, "metrics", [
@@ -52,6 +54,8 @@ class EmbeddingConfig:
     batch_size: int = 128
     device: Optional[str] = None       # None = cuda if available else cpu (models.device_and_dtype)
     max_seq_length: Optional[int] = None   # None = the model's own limit
+    pooling: Literal["official", "model"] = "official"   # official utils/get_embedding.py: padded batches of 32,
+    #                                    unmasked mean of the last hidden state, unnormalised | the model's own pooling
 
     def __post_init__(self):
         check_rules(self, "embedding", [
@@ -114,13 +118,18 @@ class SelectionConfig:
     response: Literal["best", "random", "top5_random"] = "best"
     weights: list[float] = field(default_factory=lambda: [1.0, 1.0, 2.0])
     official_compat: bool = False      # true = the official code's uuid-string sort inside each cluster (a bug)
+    cluster_quota: Optional[int] = None   # CrowdSelect rows per cluster; None = k / C (paper) | 100 (official file)
+    response_reward_model: Optional[str] = None   # whose best answer (eq. 2); None = the metrics' reward model
+    #                                    (Table 18: each its own) | Skywork-Reward-Llama-3.1-8B (official, always)
     subsets: list[SubsetSpec] = field(default_factory=_paper_subsets)
 
     def __post_init__(self):
         why = weights_problem(self.weights)
         if why:
             raise ConfigError(f"selection.weights {self.weights!r} {why}")
-        check_rules(self, "selection", [("k", self.k >= 1, "must be >= 1")])
+        check_rules(self, "selection", [("k", self.k >= 1, "must be >= 1"),
+                                        ("cluster_quota", self.cluster_quota is None or self.cluster_quota >= 1,
+                                         "must be >= 1 or null")])
         names = [s.name for s in self.subsets]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:

@@ -76,6 +76,7 @@ class BaselinesConfig:
         "direct_score_bottom", "instag", "ifd_no_pre", "ifd_pre"])
     random_response: Literal["best", "random"] = "best"  # official script: best answers; paper text: a random one
     random_seed: int = 1               # seed of "random" (official script: six files, seeds 1..6: random_s2..s6)
+    random_draw: Literal["python", "numpy"] = "python"   # python: the official random.seed(s); random.sample(...)
     tokenizer: str = "meta-llama/Llama-3.2-3B-Instruct"   # Length counts tokens of this tokenizer (appendix B.3)
     length_pairing: Literal["official", "best"] = "official"   # official: longest / shortest non-empty answer
     reward_bottom_rule: Literal["official", "best"] = "official"   # official: minimum score, worst answer
@@ -88,6 +89,7 @@ class BaselinesConfig:
     direct_score_dimension: Literal["accuracy", "helpfulness"] = "accuracy"   # Alpagasus' two prompts
     direct_score_max_new_tokens: int = 256    # Alpagasus' max_tokens (the grade is on the first line)
     instag_tagging: Literal["open", "official_labels"] = "open"   # InsTag's open tags | official code's 29 labels
+    instag_rule: Literal["official", "instag"] = "official"   # official choose_by_tag.py | InsTag's Algorithm 1
     instag_max_new_tokens: int = 1024  # long tag lists must not be cut off (cut-off replies are counted)
     selectllm_subset: Optional[int] = None    # SelectLLM candidates; None = every instruction
     selectllm_clusters: Optional[int] = None  # K = clusters = instructions per query; None = ceil(N / k)
@@ -102,6 +104,8 @@ class BaselinesConfig:
     ifd_pre_percentiles: list[float] = field(default_factory=lambda: [25.0, 75.0])  # ... of this perplexity band
     ifd_pre_steps: Optional[int] = None    # None = training.epochs over the sample
     ifd_pre_training: dict[str, Any] = field(default_factory=dict)   # training fields replaced for pre-experience
+    ifd_pre_format: Literal["alpaca", "chat"] = "alpaca"   # pre-experience rows: Cherry's Alpaca prompt | chat template
+    ifd_cut_answers: Literal["skip", "score"] = "skip"     # answer cut at max_length: Cherry's skip (counted) | scored
 
     def __post_init__(self):
         for key in ("subset_k", "llm_subset", "selectllm_subset", "selectllm_clusters", "ifd_subset", "ifd_pre_steps"):
@@ -164,7 +168,7 @@ class TrainingConfig:
     lora_target_modules: Optional[list[str]] = None  # None = every linear layer ("all-linear")
     preference_lora: bool = False          # DPO/SimPO/ORPO through a LoRA adapter instead of full weights
     dpo_beta: float = 0.1
-    simpo_beta: float = 2.0                # SimPO paper's beta range 2.0-2.5
+    simpo_beta: float = 2.0                # SimPO paper's beta range 2.0-2.5 (reading: LLaMA-Factory's pref_beta 0.1)
     simpo_gamma: float = 0.5               # SimPO target reward margin
     orpo_beta: float = 0.1                 # ORPO lambda
     seeds: list[int] = field(default_factory=lambda: [42, 43, 44])  # "each experiment 3 times" (§4.1)
@@ -253,6 +257,8 @@ class JudgeConfig:
     proxy_embedding: str = "all-MiniLM-L6-v2"
     systems: Optional[list[str]] = None   # systems to judge (names of judge.systems_table); None = all
     anchor: str = "meta-llama/Llama-3.2-3B"   # a system name, or an untouched model judged once and shared
+    anchor_reading: Literal["reanchor", "baseline"] = "reanchor"   # judge vs gpt-4-0314, then re-anchor on
+    #                                    `anchor` (ours) | `anchor` as the judge's baseline answer (fidelity.READINGS)
     student_backend: Literal["local", "openai"] = "local"   # openai = vLLM / any OpenAI-compatible server
     student_base_url: Optional[str] = None
     student_endpoints: dict[str, str] = field(default_factory=dict)     # system -> its own server's base_url

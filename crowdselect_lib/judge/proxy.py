@@ -42,7 +42,8 @@ class ProxyJudge:
         if cache_dir is None:
             raise ValueError("the proxy judge needs an embedding cache folder (e.g. <run>/cache/embeddings)")
         self.embedding_model, self.cache_dir = embedding_model, cache_dir
-        self.embedding = EmbeddingConfig(model=embedding_model, task=None, batch_size=64, max_seq_length=256)
+        self.embedding = EmbeddingConfig(model=embedding_model, task=None, batch_size=64, max_seq_length=256,
+                                         pooling="model")
         self.tie_margin, self.strong_margin = tie_margin, strong_margin
         self.name = f"proxy-judge-{embedding_model}"
         self.calls = 0

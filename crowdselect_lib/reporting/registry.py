@@ -33,7 +33,7 @@ SUBSET_LABELS = {
     "direct_score": "Direct-Score ↑", "direct_score_bottom": "Direct-Score ↓", "length_bottom": "Length ↓",
     "length_top": "Length ↑", "reward_bottom": "Reward-Score ↓", "reward_top": "Reward-Score ↑",
     "selectllm": "SelectLLM", "coreset": "Coreset",
-    "difficulty_bottom": "Difficulty ↓", "difficulty_top": "Difficulty ↑",
+    "difficulty_bottom": "Difficulty ↓", "difficulty_top": "Difficulty ↑", "difficulty_size": "Difficulty (size)",
     "separability_bottom": "Separability ↓", "separability_top": "Separability ↑",
     "stability_bottom": "Stability ↓", "stability_top": "Stability ↑",
     "crowdselect": "Multi",

@@ -20,6 +20,7 @@ from ..escaping import ESCAPE
 from ..runs import write_text
 from .grid import cell_labels, paper_groups
 from .registry import TRAIN_METHOD_LABELS, demo_caption, TableSpec, table_caption, table_spec
+from ..fidelity import reading_notes
 from .results import gains, paper_notes
 
 MISSING = "—"
@@ -224,6 +225,7 @@ def table_options(cfg, table: str, paper_v1: pd.DataFrame | None = None, results
                        paper_groups=groups)
     if standin:
         notes.insert(0, "ours: stand-in benchmark prompts (packaged, not the MT-Bench/Arena-Hard question sets).")
+    notes += reading_notes(cfg, spec.id)
     return {"caption_text": table_caption(cfg, table), "paper_groups": groups, "notes": notes,
             "ours_name": "ours (demo)" if cfg.run.offline_demo else "ours", "paper_only": not cfg.run.offline_demo}
 

@@ -22,9 +22,12 @@ SELECTION_VERSION = "2"
 
 def select_subset(zoo, metrics: pd.DataFrame, spec, *, k: int, weights, response: str = "best",
                   clusters: pd.Series | None = None, official_compat: bool = False, reward_model: str | None = None,
-                  seed: int = 0) -> tuple[pd.DataFrame, dict]:
+                  seed: int = 0, cluster_quota: int | None = None,
+                  response_reward_model: str | None = None) -> tuple[pd.DataFrame, dict]:
     """One subset from a `config.SubsetSpec` -> (selection table, report). CrowdSelect takes equal per-cluster
-    quotas (official multi-metric rule), a single metric the official single-metric "union" rule."""
+    quotas (official multi-metric rule: k / C each, or `cluster_quota` each, the official file's hard-coded 100,
+    giving quota x C rows), a single metric the official single-metric "union" rule. The answer is `response`'s,
+    scored by `response_reward_model` (default: `reward_model`, eq. 2)."""
     if spec.metric == "crowdselect":
         score, rule = combine(metrics, spec.weights or weights), "equal"
     else:
@@ -32,8 +35,10 @@ def select_subset(zoo, metrics: pd.DataFrame, spec, *, k: int, weights, response
     if spec.clustered and clusters is None:
         raise ValueError(f"subset {spec.name!r} is clustered but no cluster labels were given")
     use = clusters if spec.clustered else None
+    if use is not None and spec.metric == "crowdselect" and cluster_quota is not None:
+        k = cluster_quota * clusters.nunique()
     ranked, report = select(score, k, spec.direction, use, rule, official_compat and spec.metric == "crowdselect")
-    table = selection_table(zoo, ranked, method=spec.name, reward_model=reward_model,
+    table = selection_table(zoo, ranked, method=spec.name, reward_model=response_reward_model or reward_model,
                             response=spec.response or response, seed=seed, metrics=metrics, clusters=use)
     return table, report
 
@@ -55,6 +60,9 @@ def subset_settings(cfg, spec) -> dict:
         out["weights"] = [float(w) for w in (spec.weights or s.weights)]
         if spec.clustered:
             out["official_compat"] = s.official_compat
+            out["cluster_quota"] = s.cluster_quota
+    if s.response_reward_model is not None:
+        out["response_reward_model"] = s.response_reward_model
     if response in ("random", "top5_random"):
         out["seed"] = cfg.run.seed
     return out
@@ -88,7 +96,8 @@ def _compute(run, cfg, st: Step, spec, inputs: _Inputs) -> tuple[pd.DataFrame, d
     table, report = select_subset(
         inputs.get("zoo"), inputs.get("metrics"), spec, k=s.k, weights=s.weights, response=s.response,
         clusters=inputs.get("clusters") if spec.clustered else None, official_compat=s.official_compat,
-        reward_model=st.settings["reward_model"], seed=cfg.run.seed)
+        reward_model=st.settings["reward_model"], seed=cfg.run.seed, cluster_quota=s.cluster_quota,
+        response_reward_model=s.response_reward_model)
     report.update(name=spec.name, settings=st.settings)     # no key: equal bytes across code edits (early cutoff)
     write_selection(run, st, table, spec.name, report)
     return table, {**report, "key": st.key}

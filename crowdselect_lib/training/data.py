@@ -32,9 +32,15 @@ def _check_message(m, where: str, role: str) -> None:
 
 
 def sft_rows(rows) -> list[dict]:
-    """Chat rows ``{"messages": [..., user, assistant]}`` -> prompt/completion rows (loss on the last answer only)."""
+    """Chat rows ``{"messages": [..., user, assistant]}`` -> prompt/completion rows (loss on the last answer only).
+    Plain-text rows ``{"prompt": str, "completion": str}`` (IFD's Alpaca-format pre-experience) pass as they are."""
     out = []
     for i, row in enumerate(rows):
+        if isinstance(row, dict) and isinstance(row.get("prompt"), str) and "messages" not in row:
+            if not isinstance(row.get("completion"), str) or not row["completion"].strip():
+                raise ValueError(f"SFT row {i}: a text row needs a non-empty 'completion' string, got {row!r:.120}")
+            out.append({"prompt": row["prompt"], "completion": row["completion"]})
+            continue
         msgs = row.get("messages") if isinstance(row, dict) else None
         if not isinstance(msgs, list) or len(msgs) < 2:
             raise ValueError(f"SFT row {i}: needs 'messages' with a user turn and an assistant answer, got {row!r:.120}")
