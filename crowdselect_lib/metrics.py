@@ -220,6 +220,18 @@ def extreme_examples(metrics: pd.DataFrame, instructions: pd.DataFrame, metric: 
                          "instruction": text.reindex(picked.index).to_numpy()}, index=picked.index)
 
 
+def stability_readings(scores: pd.DataFrame, families: Mapping[str, tuple[str, float]],
+                       only: list[str] | None = None, k: int = 100) -> pd.DataFrame:
+    """Stability under both tie rules (`metrics.stability_ties`) side by side: the mean, the rows where the rules
+    differ, and how many of the top-k by Stability the two share. On float scores ties are rare; on integer or
+    coarse scores (a judge's grades) a constant family reads +1 (official) against 0 (average ranks)."""
+    a, o = (base_metrics(scores, families, only, t)["stability"] for t in ("average", "official"))
+    k = min(k, len(a))
+    shared = len(set(a.nlargest(k).index) & set(o.nlargest(k).index))
+    return pd.DataFrame({"mean stability": [a.mean(), o.mean()], "rows that differ": [int((a != o).sum())] * 2,
+                         f"top-{k} shared": [shared] * 2}, index=pd.Index(["average (ours)", "official"], name="ties"))
+
+
 def reward_model_agreement(by_rm: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Spearman agreement of each metric between every pair of reward models (cf. Table 18)."""
     rows = [{"pair": f"{a} vs {b}",

@@ -213,7 +213,7 @@ def test_instag_pick_reports_failures_and_coverage(zoo):
     tagged = pd.DataFrame({"uuid": ["u0", "u1", "u2", "u3"], "value": [["a"], ["a", "b"], None, ["c"]],
                            "attempts": [1, 1, 2, 1], "truncated": [False, False, True, False],
                            "error": [None, None, "truncated: cut off", None]})
-    picked = B.instag_pick(tagged, 3)
+    picked = B.instag_pick(tagged, 3, rule="instag")   # InsTag's Algorithm 1 (test_fidelity pins the official rule)
     assert list(picked.score.index) == ["u1", "u3", "u0"]
     assert picked.report["failed"] == 1 and picked.report["truncated"] == 1 and picked.report["distinct_tags"] == 3
 

@@ -426,6 +426,12 @@ def test_judged_scores_record_who_judged_and_count_failures(tmp_path, shared_dat
     m = manifest(cfg, {"c": cfg}, served={"c": judge.served_judges(run, cfg)})
     assert m["cells"]["c"]["judge"] == "deepseek-ai/DeepSeek-V3"
     assert m["cells"]["c"]["judge_served"] == ["DeepSeek-V3-served"]
+    # the anchor readings from the same judgments: the base model ties gpt-4-0314 in every game (the picky judge's
+    # [[A=B]]), so it reads 50 against either reference; the trained system wins everywhere against both
+    both = judge.arena_anchor_readings(run, cfg)
+    assert list(both.columns) == ["vs anchor (base-Llama-3.2-3B)", "vs baseline (gpt-4-0314)"]
+    assert both.loc["base-Llama-3.2-3B"].tolist() == pytest.approx([50.0, 50.0])
+    assert (both.loc[TRAINED["system"]] > 90).all()
 
 
 def cs_run(cfg):

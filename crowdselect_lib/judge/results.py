@@ -48,6 +48,33 @@ def _judgments(run, cfg, systems, benchmark, benches) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def _arena_table(g: pd.DataFrame) -> pd.DataFrame:
+    """Arena-Hard judgments (one row per game) -> ``question_id, model, game1, game2`` (`scores.battles`' input)."""
+    wide = g.pivot_table(index=["system", "question_id"], columns="game", values="verdict", aggfunc="first")
+    wide = wide.reindex(columns=[1, 2]).reset_index()
+    table = pd.DataFrame({"question_id": wide["question_id"], "model": wide["system"],
+                          "game1": wide[1].astype(object), "game2": wide[2].astype(object)})
+    return table.where(table.notna(), None)
+
+
+def arena_anchor_readings(run, cfg, benches: dict | None = None) -> pd.DataFrame:
+    """The Arena-Hard anchor reading side by side, from the SAME judgments (judge sample 0): each system's win rate
+    against the anchor (the base student, ours and the paper's 50.0 row) and against the judge's baseline
+    (gpt-4-0314 in v0.1: arena-hard-auto's own score). The Bradley-Terry fit is one; only the reference differs."""
+    systems = systems_table(run, cfg)
+    anchor = anchor_system(cfg, systems["system"].tolist())
+    bench = benchmarks_for(run, cfg, benches)["arena_hard"]
+    g = _judgments(run, cfg, systems["system"], "arena_hard", benches)
+    table = _arena_table(g[g["repetition"] == 0])
+    table = table[table["model"].isin(set(g.loc[g["verdict"].notna(), "system"]))]
+    kw = {"baseline": bench.baseline, "n_bootstrap": cfg.judge.n_bootstrap, "seed": cfg.run.seed}
+    out = {}
+    for label, ref in ((f"vs anchor ({anchor})", anchor), (f"vs baseline ({bench.baseline})", bench.baseline)):
+        sc = arena_hard_scores(table, ref, **kw).set_index("model")
+        out[label] = sc["score"]
+    return pd.DataFrame(out).rename_axis("system").sort_values(next(iter(out)), ascending=False)
+
+
 def _score_rows(run, cfg, systems: pd.DataFrame, benches) -> pd.DataFrame:
     anchor = anchor_system(cfg, systems["system"].tolist())
     rows = []
@@ -61,11 +88,7 @@ def _score_rows(run, cfg, systems: pd.DataFrame, benches) -> pd.DataFrame:
                     rows.append({"system": s, "benchmark": name, "repetition": rep, "score": m.overall,
                                  "n_valid": m.n_valid, "n_failed": m.n_failed})
                 continue
-            wide = g.pivot_table(index=["system", "question_id"], columns="game", values="verdict", aggfunc="first")
-            wide = wide.reindex(columns=[1, 2]).reset_index()
-            table = pd.DataFrame({"question_id": wide["question_id"], "model": wide["system"],
-                                  "game1": wide[1].astype(object), "game2": wide[2].astype(object)})
-            table = table.where(table.notna(), None)
+            table = _arena_table(g)
             judged = set(g.loc[g["verdict"].notna(), "system"])
             if anchor in judged:
                 scored = arena_hard_scores(table[table["model"].isin(judged)], anchor, baseline=bench.baseline,
