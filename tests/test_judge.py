@@ -459,6 +459,23 @@ def test_unchanged_rerun_sends_nothing_and_a_new_endpoint_is_a_new_judgment(tmp_
         assert students.count == counts[0]                          # answers are shared: not regenerated
 
 
+def test_anchor_reading_baseline_judges_every_system_against_the_anchors_answers(tmp_path, shared_data, monkeypatch,
+                                                                                servers):
+    students, judge_srv = servers
+    cfg = judge_config(tmp_path, shared_data, students.base_url, judge_srv.base_url, monkeypatch=monkeypatch,
+                       **{"judge.anchor": "meta-llama/Llama-3.2-3B", "judge.anchor_reading": "baseline"})
+    run = cs_run(cfg)
+    scores = judge.run_judging(run, cfg).set_index(["system", "benchmark"])
+    assert scores.loc[("base-Llama-3.2-3B", "arena_hard"), "score"] == 50.0
+    assert scores.loc[(TRAINED["system"], "arena_hard"), "score"] > 90
+    games = [r["body"]["messages"][-1]["content"] for r in judge_srv.requests
+             if "Assistant A" in r["body"]["messages"][0]["content"]]
+    # every game pits a system's answer against the anchor's ("<model> says: ..."), never gpt-4-0314's; the anchor
+    # itself is not judged: 2 other systems x n questions x 2 games
+    assert games and all("meta-llama/Llama-3.2-3B says:" in g for g in games)
+    assert len(games) == 2 * 2 * cfg.judge.n_questions
+
+
 def test_anchor_is_judged_once_and_shared_across_cells(tmp_path, shared_data, monkeypatch, servers):
     students, judge_srv = servers
     cfg = judge_config(tmp_path, shared_data, students.base_url, judge_srv.base_url, monkeypatch=monkeypatch)

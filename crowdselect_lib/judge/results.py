@@ -18,7 +18,8 @@ from ..escaping import literal_figure_text
 from .answers import anchor_system, load_answers, systems_table
 from .benchmarks import benchmarks_for
 from .proxy import LABEL as PROXY_LABEL
-from .run import JudgeNotRun, judge_identity, judgments_step, run_all_answers, run_all_judgments
+from .run import (JudgeNotRun, judge_identity, judged_benchmark, judgments_step, run_all_answers,
+                  run_all_judgments)
 from .scores import arena_hard_scores, average_performance_rank, mt_bench_score
 
 SCORE_COLUMNS = ["system", "subset", "student", "method", "seed", "kind", "benchmark", "benchmark_label", "standin",
@@ -63,7 +64,7 @@ def arena_anchor_readings(run, cfg, benches: dict | None = None) -> pd.DataFrame
     (gpt-4-0314 in v0.1: arena-hard-auto's own score). The Bradley-Terry fit is one; only the reference differs."""
     systems = systems_table(run, cfg)
     anchor = anchor_system(cfg, systems["system"].tolist())
-    bench = benchmarks_for(run, cfg, benches)["arena_hard"]
+    bench = judged_benchmark(run, cfg, "arena_hard", benches)
     g = _judgments(run, cfg, systems["system"], "arena_hard", benches)
     table = _arena_table(g[g["repetition"] == 0])
     table = table[table["model"].isin(set(g.loc[g["verdict"].notna(), "system"]))]
@@ -90,8 +91,9 @@ def _score_rows(run, cfg, systems: pd.DataFrame, benches) -> pd.DataFrame:
                 continue
             table = _arena_table(g)
             judged = set(g.loc[g["verdict"].notna(), "system"])
-            if anchor in judged:
-                scored = arena_hard_scores(table[table["model"].isin(judged)], anchor, baseline=bench.baseline,
+            baseline = judged_benchmark(run, cfg, name, benches).baseline   # the anchor itself under "baseline"
+            if anchor in judged or anchor == baseline:
+                scored = arena_hard_scores(table[table["model"].isin(judged)], anchor, baseline=baseline,
                                            n_bootstrap=cfg.judge.n_bootstrap, seed=cfg.run.seed + rep,
                                            interval=cfg.judge.interval).set_index("model")
             else:       # no verdict for the anchor: no win rate against it (the failures are counted below)
@@ -115,7 +117,8 @@ def _score_rows(run, cfg, systems: pd.DataFrame, benches) -> pd.DataFrame:
                 r.update(benchmark_label=bench.label, standin=bench.standin,
                          n_unanswered=int(ans["error"].notna().sum()),
                          n_length=int(sum(list(f).count("length") for f in ans["finish_reasons"])),
-                         avg_tokens=float(np.mean(toks)) if toks else np.nan, **meta.loc[r["system"]].to_dict())
+                         avg_tokens=float(np.mean(toks)) if toks else np.nan,
+                         **meta.reindex([r["system"]]).iloc[0].to_dict())   # the anchor as baseline: not judged
     out = pd.DataFrame(rows).merge(systems.drop(columns=["key", "path"]), on="system", how="left")
     ident = judge_identity(cfg)
     return out.assign(judge=f"{ident['backend']}:{ident['model']}", anchor=anchor).reindex(columns=SCORE_COLUMNS)

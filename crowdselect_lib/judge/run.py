@@ -18,6 +18,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 
@@ -65,10 +66,42 @@ def make_judge(run, cfg):
     return make_llm(c, cache_dir=run.dir / "cache" / "llm" / "judge")
 
 
+def _baseline_reading(cfg, benchmark: str) -> bool:
+    return benchmark == "arena_hard" and cfg.judge.anchor_reading == "baseline"
+
+
+def judged_benchmark(run, cfg, benchmark: str, benches: dict | None = None):
+    """The benchmark as judged under `judge.anchor_reading`: "reanchor" (default) keeps the judge's baseline
+    (gpt-4-0314 in v0.1); "baseline" makes the anchor system's answers the Arena-Hard baseline (its name too)."""
+    bench = benchmarks_for(run, cfg, benches)[benchmark]
+    if not _baseline_reading(cfg, benchmark):
+        return bench
+    anchor = anchor_system(cfg, systems_table(run, cfg)["system"].tolist())
+    ans = load_answers(run, cfg, anchor, benchmark, benches)
+    ok = ans[ans["error"].isna()]
+    return dataclasses.replace(bench, baseline=anchor,
+                               references={q: [t[0]] for q, t in zip(ok["question_id"], ok["turns"])})
+
+
+def _jobs(run, cfg, system: str, benchmark: str, benches: dict | None = None) -> list[dict]:
+    """The judge requests of `system` (none for the anchor when it is the judge's baseline)."""
+    bench = judged_benchmark(run, cfg, benchmark, benches)
+    if _baseline_reading(cfg, benchmark) and system == bench.baseline:
+        return []
+    answers = load_answers(run, cfg, system, benchmark, benches)
+    answers = answers[answers["error"].isna() & answers["question_id"].isin(list(bench.references))] \
+        if benchmark == "arena_hard" else answers[answers["error"].isna()]
+    return judge_jobs(bench, answers, system)
+
+
 def judgments_step(run, cfg, system: str, benchmark: str, benches: dict | None = None, log=print):
     bench = benchmarks_for(run, cfg, benches)[benchmark]
     ans = answers_step(run, cfg, system, benchmark, benches, log=None)
-    return run.step("judgments", step_name(system, benchmark), version="1", inputs={"answers": ans},
+    inputs = {"answers": ans}
+    if _baseline_reading(cfg, benchmark):     # judged against the anchor's answers: an input too
+        anchor = anchor_system(cfg, systems_table(run, cfg)["system"].tolist())
+        inputs["baseline_answers"] = answers_step(run, cfg, anchor, benchmark, benches, log=None)
+    return run.step("judgments", step_name(system, benchmark), version="1", inputs=inputs,
                     code="crowdselect_lib.judge",
                     settings={"judge": judge_identity(cfg), "prompts": prompt_digest(bench),
                               "repetitions": cfg.judge.repetitions}, log=log)
@@ -136,9 +169,8 @@ def run_judgments(run, cfg, system: str, benchmark: str, benches: dict | None = 
     st = judgments_step(run, cfg, system, benchmark, benches)
     if st.done:
         return pd.read_parquet(st.dir / "judgments.parquet")
-    bench = benchmarks_for(run, cfg, benches)[benchmark]
-    answers = load_answers(run, cfg, system, benchmark, benches)
-    jobs = judge_jobs(bench, answers[answers["error"].isna()], system)
+    bench = judged_benchmark(run, cfg, benchmark, benches)
+    jobs = _jobs(run, cfg, system, benchmark, benches)
     path = st.path("judgments.jsonl")
     done = {(r["id"], r["repetition"]) for r in read_jsonl(path, tolerate_torn=True)}
     judge = judge if judge is not None else make_judge(run, cfg)
@@ -151,7 +183,9 @@ def run_judgments(run, cfg, system: str, benchmark: str, benches: dict | None = 
                     append_jsonl(path, _records(judge, part, bench, r, p))
     ids = {j["id"] for j in jobs}
     rows = [x for x in read_jsonl(path, tolerate_torn=True) if x["id"] in ids]
-    out = pd.DataFrame(rows).drop_duplicates(["id", "repetition"], keep="last").reset_index(drop=True)
+    out = pd.DataFrame(rows)
+    if len(out):                     # the anchor as the judge's baseline has no request
+        out = out.drop_duplicates(["id", "repetition"], keep="last").reset_index(drop=True)
     failed = out[out["failure"].notna()] if len(out) else out
     if len(failed):
         log.warning("%s / %s: %d failed judgment(s), e.g. %s", system, benchmark, len(failed),
@@ -194,8 +228,7 @@ def plan_judging(run, cfg, benches: dict | None = None, judge=None) -> dict:
         for name, bench in benchmarks_for(run, cfg, benches).items():
             if judgments_step(run, cfg, system, name, benches, log=None).done:
                 continue
-            answers = load_answers(run, cfg, system, name, benches)
-            jobs = judge_jobs(bench, answers[answers["error"].isna()], system)
+            jobs = _jobs(run, cfg, system, name, benches)
             total["requests"] += len(jobs) * j.repetitions
             if isinstance(judge, ProxyJudge) or not jobs:
                 continue
@@ -236,9 +269,9 @@ def run_all_judgments(run, cfg, benches: dict | None = None) -> pd.DataFrame:
     check_cost(plan_judging(run, cfg, benches, judge), cfg)
     systems = systems_table(run, cfg)["system"]
     if isinstance(judge, ProxyJudge):     # one encoder load for every text of the run
-        judge.prepare([x for s in systems for b, bench in benchmarks_for(run, cfg, benches).items()
+        judge.prepare([x for s in systems for b in benchmarks_for(run, cfg, benches)
                        if not judgments_step(run, cfg, s, b, benches, log=None).done
-                       for x in judge_jobs(bench, load_answers(run, cfg, s, b, benches), s)])
+                       for x in _jobs(run, cfg, s, b, benches)])
     frames = [run_judgments(run, cfg, s, b, benches, judge).assign(system=s, benchmark=b)
               for s in systems for b in cfg.judge.benchmarks]
     return pd.concat(frames, ignore_index=True)
