@@ -179,3 +179,38 @@ def test_every_mode_and_reading_is_a_setting_with_its_default_in_the_paper_param
     notes = fidelity.reading_notes(cs.load_config(REPO / "params" / "table07.yaml"), "7")
     assert "reading: G Tables 7/8 direction = bottom" in " ".join(notes)
     assert any("Arena-Hard anchor = reanchor" in n for n in notes)
+
+
+def test_global_batch_readings_give_the_papers_step_counts():
+    # 1,000 rows, 3 epochs. 8 GPUs x 1 x accumulation 2: ceil(1000 / 8) = 125 batches, ceil(125 / 2) = 63 steps per
+    # epoch -> 189 (warmup 150 covers 79%). One GPU at global batch 2 (1 x 2): 500 per epoch -> 1,500.
+    from crowdselect_lib.preflight.plan import train_steps
+
+    cfg = cs.load_config(REPO / "params" / "paper.yaml")
+    assert train_steps(cfg, "sft_full", world_size=8) == 189 and cfg.training.accumulation(8) == 2
+    one = cs.load_config(REPO / "params" / "paper.yaml", {"training.global_batch_size": 2})
+    assert train_steps(one, "sft_full", world_size=1) == 1500
+
+
+def test_table18_response_reading_picks_whose_best_answer():
+    # two scorers: "a" prefers m0's answer, "b" prefers m1's. Metrics by "b": eq. 2 pairs m1 (own best); the
+    # official choose_best_answer.py always takes the Skywork-Llama best ("a" here): m0.
+    rows = pd.DataFrame([{"uuid": "u0", "instruction": "q", "model": m, "response": f"by {m}", "a": sa, "b": sb}
+                         for m, sa, sb in (("m0", 2.0, 1.0), ("m1", 1.0, 2.0))])
+    zoo = Zoo(rows, pd.DataFrame({"model": ["m0", "m1"], "family": ["f", "f"], "size_b": [1.0, 2.0]}), ["a", "b"],
+              "t", "a")
+    metrics = pd.DataFrame({"difficulty": [1.0], "separability": [1.0], "stability": [1.0]}, index=["u0"])
+    spec = cs.config.schema.SubsetSpec("difficulty_top", "difficulty")
+    own, _ = cs.selection.select_subset(zoo, metrics, spec, k=1, weights=[1, 1, 2], reward_model="b")
+    official, _ = cs.selection.select_subset(zoo, metrics, spec, k=1, weights=[1, 1, 2], reward_model="b",
+                                             response_reward_model="a")
+    assert (own["model"].tolist(), official["model"].tolist()) == (["m1"], ["m0"])
+
+
+@pytest.mark.parametrize("beta", [2.0, 0.1])   # the SimPO paper's 2.0 (default) | LLaMA-Factory's pref_beta 0.1
+def test_simpo_beta_reading_reaches_the_trainer(beta, tmp_path):
+    from crowdselect_lib.training.trainers import precision_settings, trl_args
+
+    t = cs.load_config(REPO / "params" / "paper.yaml", {"training.simpo_beta": beta}).training
+    args = trl_args(t, "simpo", tmp_path, 0, 5, False, precision_settings(t, cuda=False))
+    assert (args.beta, args.loss_type, args.cpo_alpha, args.simpo_gamma) == (beta, "simpo", 0.0, 0.5)
