@@ -8,9 +8,9 @@ offline we use all-MiniLM-L6-v2 (`models.load_embedder`).
   padded batches of 32 in the zoo's order, the plain mean of the last hidden state over every position (pad
   included), not normalised; "model" is the model's own pooling (sentence-transformers: masked mean), normalised.
 - Embedding cache: a fine-grained cache by (model settings, text) under ``<run>/cache/embeddings/<model>-<digest>/``:
-  each part file is one ``.npz`` holding keys (SHA-1 of the text; with official pooling also of its batch) and vectors, written
-  atomically, so a kill between writes leaves only whole parts and a rerun encodes only the missing texts; a
-  grown zoo adds parts; writers hold a lock, so two processes never encode the same texts twice.
+  each part file is one ``.npz`` holding keys (SHA-1 of the text; with official pooling also of its batch) and
+  vectors, written atomically, so a kill between writes leaves only whole parts and a rerun encodes only the
+  missing texts; a grown zoo adds parts; writers hold a lock, so two processes never encode the same texts twice.
 - `embed_instructions(run, cfg)` -> (uuids, vectors) of the run's zoo (computes what the cache lacks).
 - `clusters_step(run, cfg)` is keyed by the clustering settings (n_clusters, seed, n_init, minibatch), the
   embedding settings and the zoo's key; `load_run_clusters(run, cfg)` reads it, or computes it on demand

@@ -15,9 +15,10 @@ Stability only: a family correlation needs known sizes.
 
 Ties (`metrics.stability_ties`). "official" (the paper's params): the official code ranks by the reversed ascending
 argsort over columns ordered small to large, so a tie goes to the larger model and a constant family scores +1.
-"average" (ours, the demo): tied scores get their average rank, as `scipy.stats.rankdata(method="average")`, and Spearman is the Pearson correlation of the ranks. A
-family whose scores are all equal for an instruction has an undefined correlation; it is defined as 0 and still
-counted in the mean. On untied data this equals the official per-row result: 1 - 6 sum d^2 / (m (m^2 - 1)).
+"average" (ours): tied scores get their average rank, as `scipy.stats.rankdata(method="average")`, and Spearman
+is the Pearson correlation of the ranks. A family whose scores are all equal for an instruction has an undefined
+correlation; it is defined as 0 and still counted in the mean. On untied data both equal the official per-row
+result: 1 - 6 sum d^2 / (m (m^2 - 1)).
 
 Exactness: Stability takes few distinct values (rationals with denominator |F| lcm_f m_f(m_f^2 - 1)/3 on untied
 rows), and eq. 8 maps ties to one quantile, so a last-bit difference between two equal values would move the
@@ -81,7 +82,7 @@ def _family_terms(block: np.ndarray, sizes: np.ndarray, ties: str = "average"):
     """For one family (n, k): the integer numerator A of Spearman, the exact denominator d when the row is untied,
     the float correlation, and the untied-row mask. Spearman = A / sqrt(B C) on centred doubled ranks."""
     k = block.shape[1]
-    r = _doubled_ranks(block, sizes if ties == "official" else None) - (k + 1)                                  # centred: doubled ranks sum to k(k+1)
+    r = _doubled_ranks(block, sizes if ties == "official" else None) - (k + 1)   # centred (sum k(k+1))
     q = np.rint(2 * stats.rankdata(-sizes, method="average")).astype(np.int64) - (k + 1)   # 1 = largest model
     a = r @ q                                                             # integer matmul: exact
     b, c = np.einsum("ij,ij->i", r, r), int(q @ q)

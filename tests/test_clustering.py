@@ -54,7 +54,7 @@ def test_cache_reuses_and_grows_with_the_zoo(fake, tmp_path):
     assert len(fake.encoded) == 15 and sorted(fake.encoded[10:]) == sorted(grown[10:])
     np.testing.assert_array_equal(vecs[:10], first[:10])
     np.testing.assert_allclose(vecs[10:], FakeEncoder().encode(grown[10:]), atol=1e-6)   # each text its own vector
-    other = EmbeddingConfig(model="fake-encoder", task=None, max_seq_length=64, pooling="model")   # another setting, another cache
+    other = EmbeddingConfig(model="fake-encoder", task=None, max_seq_length=64, pooling="model")   # another setting
     assert EmbeddingCache(tmp_path, other).dir != EmbeddingCache(tmp_path, E).dir
 
 

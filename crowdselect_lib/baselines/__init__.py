@@ -16,7 +16,8 @@ from .ifd import (ALPACA_PROMPT, IFD_COLUMNS, encode_pairs, ifd_pick, ifd_scores
                   mean_token_losses, pre_experience_sample, score_pairs_resumable)
 from .llm_rated import (ALPAGASUS_REQUEST, ALPAGASUS_SYSTEM, ALPAGASUS_TRIPLET, INSTAG_REQUEST, OFFICIAL_LABELS,
                         direct_score_conversations, direct_score_pick, direct_score_ratings, instag_conversations,
-                        instag_official_order, instag_order, instag_pick, normalise_tag, parse_grade, parse_official_labels, parse_tags)
+                        instag_official_order, instag_order, instag_pick, normalise_tag, parse_grade,
+                        parse_official_labels, parse_tags)
 from .registry import (METHODS, REGISTRY, baseline_reports, baseline_step, load_run_baseline, methods_of, methods_table,
                        reply_examples, resolve, run_baseline, run_baselines)
 from .rule_based import answer_by_length, length_pick, random_pick, reward_pick, token_lengths
@@ -29,7 +30,8 @@ __all__ = ["METHODS", "REGISTRY", "Baseline", "Context", "Picked", "ParseError",
            "ask_with_retries", "check_llm_cost", "LLMCostNotConfirmed", "llm_report", "candidates", "subset_k",
            "top_k", "top_available", "random_pick",
            "length_pick", "reward_pick", "token_lengths", "answer_by_length", "parse_grade", "parse_tags",
-           "parse_official_labels", "normalise_tag", "instag_order", "instag_official_order", "instag_pick", "direct_score_pick",
+           "parse_official_labels", "normalise_tag", "instag_order", "instag_official_order", "instag_pick",
+           "direct_score_pick",
            "direct_score_ratings", "direct_score_conversations", "instag_conversations", "ALPAGASUS_SYSTEM",
            "ALPAGASUS_TRIPLET", "ALPAGASUS_REQUEST", "INSTAG_REQUEST", "OFFICIAL_LABELS", "ALPACA_PROMPT",
            "IFD_COLUMNS", "encode_pairs", "mean_token_losses", "ifd_scores", "ifd_pick", "score_pairs_resumable",

@@ -19,8 +19,8 @@ import re
 import pandas as pd
 
 from ..runs import Step, read_json, write_json, write_parquet
-from ..zoo import default_reward_model, zoo_step
 from ..selection import pair_responses
+from ..zoo import default_reward_model, zoo_step
 from .asking import ParseError, Truncated, ask_with_retries, client, generation, llm_identity, llm_report
 from .common import BASELINE_CODE, Baseline, Context, Picked, candidate_settings, candidates, subset_k, top_available
 
@@ -270,7 +270,8 @@ def instag_official_order(tags: pd.Series, instructions: pd.Series, k: int) -> p
     return words.reindex(pd.Index(taken)).astype(float)
 
 
-def instag_pick(tagged: pd.DataFrame, k: int, rule: str = "official", instructions: pd.Series | None = None) -> Picked:
+def instag_pick(tagged: pd.DataFrame, k: int, rule: str = "official",
+                instructions: pd.Series | None = None) -> Picked:
     """Instag over the validly tagged candidates; failures excluded and counted. rule "official": the official
     CrowdSelect rule (`instag_official_order`, score = word count); "instag": InsTag's Algorithm 1
     (`instag_order`, score = tag count)."""
@@ -286,8 +287,10 @@ def instag_pick(tagged: pd.DataFrame, k: int, rule: str = "official", instructio
         ranked = instag_official_order(tags, instructions, min(k, len(ok)))
     else:
         ranked = instag_order(tags, min(k, len(ok)))
-    report.update(rule=rule, distinct_tags=int(tags.explode().nunique()), tags_covered=int(tags[ranked.index].explode().nunique()),
-                  mean_tags_selected=float(tags[ranked.index].map(len).mean()), mean_tags_candidates=float(tags.map(len).mean()))
+    report.update(rule=rule, distinct_tags=int(tags.explode().nunique()),
+                  tags_covered=int(tags[ranked.index].explode().nunique()),
+                  mean_tags_selected=float(tags[ranked.index].map(len).mean()),
+                  mean_tags_candidates=float(tags.map(len).mean()))
     return Picked(ranked, report)
 
 
@@ -367,8 +370,8 @@ BASELINES = [
              _table_settings, _select, work_step),
 ]
 
-__all__ = ["parse_grade", "parse_tags", "parse_official_labels", "normalise_tag", "instag_order", "instag_official_order",
-           "instag_pick",
+__all__ = ["parse_grade", "parse_tags", "parse_official_labels", "normalise_tag", "instag_order",
+           "instag_official_order", "instag_pick",
            "direct_score_pick", "direct_score_conversations", "instag_conversations", "direct_score_ratings",
            "ALPAGASUS_SYSTEM", "ALPAGASUS_TRIPLET", "ALPAGASUS_REQUEST", "INSTAG_REQUEST", "OFFICIAL_LABELS",
            "BASELINES", "work_step", "items"]

@@ -12,15 +12,16 @@ from .benchmarks import Benchmark, BenchmarkError, describe, load_benchmark, loa
 from .prompts import arena_jobs, mt_bench_jobs
 from .proxy import LABEL as PROXY_LABEL
 from .proxy import ProxyJudge, failure_examples
-from .results import (SCORE_COLUMNS, arena_anchor_readings, figure_title, judged_scores, plot_scores, run_judging, score_summary,
-                      scores_step)
+from .results import (SCORE_COLUMNS, arena_anchor_readings, figure_title, judged_scores, plot_scores, run_judging,
+                      score_summary, scores_step)
 from .run import (CostNotConfirmed, JudgeNotRun, check_cost, judge_identity, judgments_step, make_judge,
                   plan_judging, run_all_answers, run_all_judgments, run_judgments, served_judges, served_mismatch)
 from .scores import (MTBenchScore, aggregate_repetitions, arena_hard_scores, average_performance_rank, battles,
                      bradley_terry, format_interval, mt_bench_score, win_rate)
 from .verdicts import parse_rating, parse_verdict
 
-__all__ = ["arena_anchor_readings", "Benchmark", "BenchmarkError", "CostNotConfirmed", "JudgeNotRun", "MTBenchScore", "PROXY_LABEL",
+__all__ = ["arena_anchor_readings", "Benchmark", "BenchmarkError", "CostNotConfirmed", "JudgeNotRun", "MTBenchScore",
+           "PROXY_LABEL",
            "ProxyJudge", "SCORE_COLUMNS", "StudentError", "aggregate_repetitions", "answers_step", "arena_hard_scores",
            "arena_jobs", "average_performance_rank", "battles", "bradley_terry", "check_cost", "describe",
            "failure_examples", "figure_title", "format_interval", "judge_identity", "judged_scores", "judgments_step",
