@@ -40,7 +40,8 @@ def test_table2_trains_its_printed_rows_and_an_explicit_list_wins():
     assert p.row("train sft_full").count == 7 * 4 * 3 == 84    # 7 subsets x 4 students x 3 seeds
     assert subset_names(table2(**{"training.subsets": ["random"]})) == ["random"]
     every = subset_names(table2(**{"tables.rows": None}))
-    assert len(every) == 14 and every[:2] == ["difficulty_top", "difficulty_bottom"]
+    # 7 selections + 8 baselines (Direct-Score in both directions, issue 21)
+    assert len(every) == 15 and every[:2] == ["difficulty_top", "difficulty_bottom"]
     with pytest.raises(ValueError, match=r"tables.rows names \['nope'\]"):
         subset_names(table2(**{"tables.rows": ["base", "nope"]}))
 
