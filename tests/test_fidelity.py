@@ -214,3 +214,25 @@ def test_simpo_beta_reading_reaches_the_trainer(beta, tmp_path):
     t = cs.load_config(REPO / "params" / "paper.yaml", {"training.simpo_beta": beta}).training
     args = trl_args(t, "simpo", tmp_path, 0, 5, False, precision_settings(t, cuda=False))
     assert (args.beta, args.loss_type, args.cpo_alpha, args.simpo_gamma) == (beta, "simpo", 0.0, 0.5)
+
+
+def test_official_pooling_of_a_real_encoder_matches_get_embedding_py(tmp_path):
+    # utils/get_embedding.py on one batch (< 32 texts): tokenizer(batch, padding=True, truncation=True), the model,
+    # last_hidden_state.mean(dim=1): pad positions averaged in, no normalisation. Computed here with transformers.
+    torch = pytest.importorskip("torch")
+    from transformers import AutoModel, AutoTokenizer
+
+    from crowdselect_lib.config import EmbeddingConfig
+    from crowdselect_lib.models.remote import resolve_embedder
+
+    texts = ["Hi.", "Write a limerick about a cat who learns to play the violin in Paris.", "Sort a list."]
+    path = resolve_embedder("all-MiniLM-L6-v2")
+    tok, net = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
+    with torch.no_grad():
+        ref = net(**tok(texts, return_tensors="pt", padding=True, truncation=True)).last_hidden_state.mean(dim=1)
+    e = EmbeddingConfig(model="all-MiniLM-L6-v2", task=None, pooling="official", device="cpu")
+    got = cs.clustering.embed(texts, e, tmp_path)
+    np.testing.assert_allclose(got, ref.numpy(), rtol=1e-4, atol=1e-5)
+    assert not np.allclose(np.linalg.norm(got, axis=1), 1.0)                     # unnormalised
+    alone = cs.clustering.embed(texts[:1], e, tmp_path)                           # no padding in a batch of one
+    assert not np.allclose(alone[0], got[0], atol=1e-3)                           # its batch's padding moves it
