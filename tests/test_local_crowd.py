@@ -212,3 +212,15 @@ def test_a_crowd_in_shards_is_streamed_for_the_metrics_by_row_groups(tmp_path):
     assert stream.stats == {"rows": len(long), "instructions": 999, "dropped_incomplete": 1,
                             "max_buffered_rows": stream.stats["max_buffered_rows"]}
     assert stream.stats["max_buffered_rows"] < 1000 + 19
+
+
+def test_preflight_checks_a_local_crowd_folder(tmp_path):
+    import crowdselect_lib as cs
+    from crowdselect_lib.preflight.data import check_zoo_dir
+
+    d = write_crowd(tmp_path / "c", fmt="csv", shards=2)
+    check, size = check_zoo_dir(cs.load_config(None, {"zoo.source": "local", "zoo.data_dir": str(d)}))
+    assert check.status == "OK" and size == (3, 3) and "scores ['rm']" in check.detail
+    (d / "models.csv").unlink()
+    check, size = check_zoo_dir(cs.load_config(None, {"zoo.source": "local", "zoo.data_dir": str(d)}))
+    assert check.status == "FAIL" and "models.csv is missing" in check.detail and size is None

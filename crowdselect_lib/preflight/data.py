@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -62,6 +63,42 @@ def _magpie(d: Path) -> tuple[Check, tuple[int, int] | None]:
                  "models"), (rows, len(models))
 
 
+def _local(d: Path) -> tuple[Check, tuple[int, int] | None]:
+    """Your own crowd (`zoo.local`): its files and models.csv parse, the answer files have the required columns;
+    size = rows / models (parquet footers; JSONL / CSV lines counted)."""
+    import pyarrow.parquet as pq
+
+    from ..zoo import ZooError
+    from ..zoo.local import REQUIRED, crowd_files, local_reward_models, read_local_models
+
+    what = "zoo.data_dir"
+    try:
+        files, models = crowd_files(d), read_local_models(d)
+        scores = local_reward_models(d)
+        rows = 0
+        for f in files:
+            if f.suffix == ".parquet":
+                meta = pq.ParquetFile(f)
+                names, n = meta.schema_arrow.names, meta.metadata.num_rows
+            else:
+                with open(f, encoding="utf-8") as fh:
+                    first = fh.readline()
+                    n = sum(1 for line in fh if line.strip()) + (f.suffix == ".jsonl")
+                names = (list(json.loads(first)) if f.suffix == ".jsonl"
+                         else [c.strip().strip('"') for c in first.split(",")])
+            miss = [c for c in REQUIRED if c not in names]
+            if miss:
+                return Check("FAIL", what, f"{f} lacks column(s) {miss}"), None
+            rows += n
+    except (ZooError, OSError, ValueError) as e:
+        return Check("FAIL", what, str(e)[:300]), None
+    if not scores:
+        return Check("FAIL", what, f"the crowd under {d} has no score column (score it first: chapter 02)"), None
+    m = len(models)
+    return Check("OK", what, f"{d}: your crowd, {len(files)} file(s), ~{rows // m:,} instructions x {m} models, "
+                 f"scores {scores}"), (rows // m, m)
+
+
 def _alpacaeval(d: Path) -> tuple[Check, tuple[int, int] | None]:
     import pyarrow.parquet as pq
 
@@ -94,7 +131,7 @@ def check_zoo_dir(cfg: RunConfig) -> tuple[Check | None, tuple[int, int] | None]
     if problem:
         return Check("FAIL", "zoo.data_dir", problem), None
     d = Path(z.data_dir).expanduser()
-    check, size = (_magpie if z.source == "magpie" else _alpacaeval)(d)
+    check, size = {"magpie": _magpie, "alpacaeval": _alpacaeval, "local": _local}[z.source](d)
     if size is not None and z.limit:
         size = (min(size[0], z.limit), size[1])
     return check, size

@@ -87,6 +87,8 @@ def zoo_size(cfg: RunConfig, measured: dict | None = None) -> tuple[int, int]:
     `data.check_zoo_dir`), else the simulated zoo's or the downloaded source's size."""
     if measured and cfg.zoo.data_dir in measured:
         return measured[cfg.zoo.data_dir]
+    if cfg.zoo.source == "local":   # its size is measured from the folder (`data.check_zoo_dir`) or unknown
+        return 0, 0
     n, m = (cfg.zoo.n_instructions, 19) if cfg.zoo.source == "demo" else ZOO_SIZES[cfg.zoo.source]
     return (min(n, cfg.zoo.limit) if cfg.zoo.limit else n), m
 
