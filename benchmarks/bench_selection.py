@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import resource
 import subprocess
 import sys
@@ -93,8 +94,10 @@ def main() -> None:
         work, gen = vectorised(args.n)
         peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
         print(f"{args.n:>9,} instructions x 19 models x 3 reward models: {work:.2f} s "
-              f"(data generation {gen:.1f} s not counted); peak memory {peak_gb:.2f} GB (whole process)")
+              f"(data generation {gen:.1f} s not counted); peak memory {peak_gb:.2f} GB (whole process); "
+              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
         return
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (timings scale with it)")
     vectorised(5_000)  # warm-up (imports, sklearn)
     work, _ = vectorised(args.n)
     print(f"vectorised, {args.n:,} x 19 x 3 (given cluster labels): {work:.3f} s")

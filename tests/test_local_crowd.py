@@ -224,3 +224,23 @@ def test_preflight_checks_a_local_crowd_folder(tmp_path):
     (d / "models.csv").unlink()
     check, size = check_zoo_dir(cs.load_config(None, {"zoo.source": "local", "zoo.data_dir": str(d)}))
     assert check.status == "FAIL" and "models.csv is missing" in check.detail and size is None
+
+
+@pytest.mark.parametrize("direction", ["top", "bottom"])
+def test_rank_order_equals_the_full_lexsort_on_heavy_ties(direction):
+    """The scale fix sorts uuids only inside runs of tied scores; the order is the full (score, uuid) lexsort."""
+    import numpy as np
+
+    from crowdselect_lib.selection import rank_order
+
+    rng = np.random.default_rng(0)
+    uuids = np.array([f"u{x:05d}" for x in rng.permutation(5000)], dtype=object)
+    v = np.r_[rng.integers(0, 40, 4000) / 8, rng.random(999), -0.0] * (1 if direction == "top" else -1)
+    v[:3] = 0.0
+    score = pd.Series(v, index=uuids)
+    by_uuid = np.argsort(np.argsort(uuids))
+    want = np.lexsort((by_uuid, -v if direction == "top" else v))
+    assert np.array_equal(rank_order(score, direction), want)
+    ints = pd.Series(v, index=rng.permutation(5000))
+    assert np.array_equal(rank_order(ints, direction),
+                          np.lexsort((ints.index.to_numpy(), -v if direction == "top" else v)))
