@@ -37,7 +37,7 @@ import pandas as pd
 from scipy import stats
 
 from .escaping import literal_figure_text
-from .runs import Step, check_name, slug, write_parquet
+from .runs import Step, check_name, slug, threads, write_parquet
 from .zoo import default_reward_model, load_run_zoo, zoo_reward_models, zoo_step
 
 METRICS = ["difficulty", "separability", "stability"]
@@ -129,7 +129,8 @@ def base_metrics(scores: pd.DataFrame, families: Mapping[str, tuple[str, float]]
             for ms in groups.values()]
     n = len(values)
     out = {m: np.empty(n) for m in METRICS}
-    for a in range(0, max(n, 1), CHUNK_ROWS):    # rows are independent: chunks bound memory and stay in cache
+
+    def chunk(a: int) -> None:                   # rows are independent: chunks bound memory and stay in cache
         block = np.asfortranarray(values[a:a + CHUNK_ROWS][:, perm])      # model-name order, column-major
         bad = ~np.isfinite(block)
         if bad.any():
@@ -139,6 +140,8 @@ def base_metrics(scores: pd.DataFrame, families: Mapping[str, tuple[str, float]]
         out["difficulty"][a:a + len(block)] = -block.mean(axis=1)
         out["separability"][a:a + len(block)] = block.var(axis=1)
         out["stability"][a:a + len(block)] = _stability(block, fams, ties)
+
+    threads(chunk, range(0, max(n, 1), CHUNK_ROWS))
     out = pd.DataFrame(out, index=scores.index)
     if not np.isfinite(out["separability"]).all():
         u = out.index[~np.isfinite(out["separability"])][0]

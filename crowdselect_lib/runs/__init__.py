@@ -2,6 +2,7 @@
 `step` (artifacts keyed by what produced them), `content` (file, output and code digests), `store` (atomic writes,
 digest, JSONL, locks, writes kept inside the run folder), `progress`."""
 from .content import code_digest, file_sha256, tree_files
+from .parallel import threads
 from .progress import Progress, progress
 from .run import CheckoutError, Run, check_name, check_unique, fingerprint, log, notebooks_dir, params_dir, repo_root, slug
 from .step import Step, steps_computed
@@ -10,5 +11,5 @@ from .store import (BadFileError, UnsafePathError, append_jsonl, atomic_write, c
 
 __all__ = ["CheckoutError", "Run", "Step", "params_dir", "notebooks_dir", "Progress", "progress", "check_name", "check_unique", "fingerprint", "log", "repo_root",
            "slug", "steps_computed", "append_jsonl", "atomic_write", "digest", "locked", "read_json", "read_jsonl",
-           "text_digest", "update_json", "write_json", "write_parquet", "write_text", "BadFileError", "UnsafePathError",
+           "text_digest", "threads", "update_json", "write_json", "write_parquet", "write_text", "BadFileError", "UnsafePathError",
            "check_inside", "code_digest", "file_sha256", "tree_files"]

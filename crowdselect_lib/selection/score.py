@@ -22,6 +22,7 @@ import pandas as pd
 from scipy.stats import rankdata
 
 from ..metrics import METRICS
+from ..runs import threads
 
 
 def check_weights(weights) -> tuple[list[str], np.ndarray]:
@@ -85,7 +86,8 @@ def normalize(metrics: pd.DataFrame) -> pd.DataFrame:
         bad = metrics.columns[~np.isfinite(values).all(axis=0)].tolist()
         raise ValueError(f"NaN or infinite value in metric column(s) {bad}")
     out = {}
-    for j, name in enumerate(metrics.columns):      # one column at a time
+
+    def column(j: int) -> None:
         order = np.argsort(values[:, j])             # any tie order: tied values get equal outputs (SIMD sort)
         xs = values[order, j]
         xs = np.ldexp(xs, -int(np.frexp(max(abs(xs[0]), abs(xs[-1])))[1]))   # exact power-of-2 scale: no overflow
@@ -95,7 +97,10 @@ def normalize(metrics: pd.DataFrame) -> pd.DataFrame:
         mm = (z - z[0]) / (span if span > 0 else 1.0)                          # eq. 7
         y = np.empty(len(xs))
         y[order] = _quantile_uniform_sorted(mm, min(len(xs), 1000))           # eq. 8
-        out[name] = y
+        out[metrics.columns[j]] = y
+
+    threads(column, range(len(metrics.columns)))     # one column per core (numpy sorts release the GIL)
+    out = {c: out[c] for c in metrics.columns}
     return pd.DataFrame(out, index=metrics.index)
 
 
