@@ -65,8 +65,7 @@ def run_chain(params_file: str | Path, overrides: dict | None = None, only: list
 
     params_file = Path(params_file).resolve()
     cfg = load_config(params_file, overrides)
-    if only is None or set(only) - {"download"}:
-        check_gates(cfg)
+    check_gates(cfg, only)
     run = Run.from_config(cfg)
     out = Path(out_dir) if out_dir else run.dir / "notebooks"
     out.mkdir(parents=True, exist_ok=True)
@@ -101,11 +100,18 @@ class GateClosed(RuntimeError):
     """A cost gate is closed for what the run plans (`preflight.closed_gates`): stopped before any chapter."""
 
 
-def check_gates(cfg) -> None:
-    """Raise `GateClosed` when the plan of `cfg` would hit a closed cost gate (judge or LLM baselines)."""
+JUDGE_STAGE = "judge"              # the chapter that sends the judge's paid requests
+
+
+def check_gates(cfg, chapters: list[str] | None = None) -> None:
+    """Raise `GateClosed` when the plan of `cfg` would hit a closed cost gate of a chapter that runs (`chapters`,
+    None = all): the judge's (chapter 08) or the LLM baselines' (chapter 06)."""
     from .preflight import closed_gates
 
-    closed = closed_gates(cfg)
+    run_all = chapters is None
+    gates = tuple(g for g, stage in (("judge", JUDGE_STAGE), ("baselines", BASELINES_STAGE))
+                  if run_all or stage in chapters)
+    closed = closed_gates(cfg, gates)
     if closed:
         raise GateClosed("; ".join(f"{c.what}: {c.detail}" for c in closed))
 
@@ -157,11 +163,11 @@ def run_table(table: str | int | None, demo: bool = False, overrides: dict | Non
     spec = table_spec(table)
     if params is None:
         cfg = load_config(params_file(spec.id), overrides, demo=demo)
-    check_gates(cfg)
+    todo = cell_stages(cfg, spec)
+    check_gates(cfg, todo)
     run = Run.from_config(cfg)
     params_dir = run.dir / "params" / spec.params_name
     table_yaml = write_text(cfg.to_yaml(), params_dir / "table.yaml")
-    todo = cell_stages(cfg, spec)
     for name, ccfg in cell_configs(cfg).items():
         if cell_complete(run, ccfg):
             say(f"table {spec.id} / {name}: every judged score reused")

@@ -196,6 +196,10 @@ def test_pipeline_table_takes_params_and_sets_and_stops_at_a_closed_gate(monkeyp
     err = capsys.readouterr().err.strip()
     assert rc == 1 and ran == [] and len(err.splitlines()) == 1
     assert err.startswith("error: judge cost gate: ") and "--set judge.confirm_cost=true" in err
+    alpaca = load_config(pipeline.repo_root() / "params" / "alpacaeval.yaml")   # an LLM judge, chapters 01-06 only
+    pipeline.check_gates(alpaca, ["download", "base_metrics", "clustering", "crowdselect", "baselines"])
+    with pytest.raises(pipeline.GateClosed, match="^judge cost gate: "):
+        pipeline.check_gates(alpaca, None)                       # every chapter: the judge's gate applies
     assert pipeline.main(["table", "--table", "99"]) == 1
     assert capsys.readouterr().err.startswith("error: no paper table '99'")
     params = tmp_path / "t.yaml"

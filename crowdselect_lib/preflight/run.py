@@ -81,16 +81,21 @@ def run_preflight(cfg: RunConfig, *, gpus: list[tuple[str, float]] | None = None
     return 1 if failed else 0
 
 
-def closed_gates(cfg: RunConfig) -> list[Check]:
-    """The FAIL lines of the cost gates (judge, LLM baselines) over every grid cell, from the plan alone: what
-    `pipeline` checks before the first chapter, so a closed gate stops a run before any GPU work."""
+def closed_gates(cfg: RunConfig, gates: tuple[str, ...] = ("judge", "baselines")) -> list[Check]:
+    """The FAIL lines of the cost gates named in `gates` ("judge", "baselines") over every grid cell, from the plan
+    alone: what `pipeline` checks before the first chapter (for the chapters it runs), so a closed gate stops a run
+    before any GPU work."""
+    if not gates:
+        return []
     configs = cells(cfg)
     sizes = {}
     for c in configs.values():
         _, size = check_zoo_dir(c)
         if size:
             sizes[c.zoo.data_dir] = size
-    return [ch for ch in cost_gates(configs, plan(configs, zoo_sizes=sizes)) if ch.failed]
+    names = {"judge": "judge cost gate", "baselines": "LLM baselines cost gate"}
+    return [ch for ch in cost_gates(configs, plan(configs, zoo_sizes=sizes))
+            if ch.failed and ch.what in {names[g] for g in gates}]
 
 
 def main(argv: list[str] | None = None) -> int:
