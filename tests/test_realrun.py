@@ -19,6 +19,7 @@ from crowdselect_lib.config import load_config
 from crowdselect_lib.preflight import (Check, budget, budget_lines, cells, check_bench_dir, check_zoo_dir,
                                        closed_gates, cost_gates, gpu_rates, plan)
 from crowdselect_lib.preflight import main as preflight_main
+from crowdselect_lib.preflight import run_preflight
 from crowdselect_lib.training import subset_names
 from test_preflight import KEY_ENV, env, hand_config  # noqa: F401  (env: the autouse offline fixture)
 
@@ -301,3 +302,14 @@ def test_two_process_ddp_saves_on_every_rank_without_hanging(tmp_path):
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks == [{"steps": 2, "world_size": 2}] * 2
     assert (tmp_path / "model" / "model.safetensors").exists() and (tmp_path / "result.json").exists()
+
+
+def test_a_bad_gpu_count_is_a_fail_line_naming_it():
+    lines = []
+    cfg = hand_config(baselines={**hand_config().baselines.__dict__, "methods": ["random"]},
+                      judge={**hand_config().judge.__dict__, "judge": "proxy"})
+    assert run_preflight(cfg, gpus=[("H100", 80.0)], world_size=8, log=lines.append) == 1
+    assert "FAIL world size: --world-size 8 but 1 GPU(s) visible" in lines
+    lines.clear()
+    assert run_preflight(cfg, gpus=[], world_size=0, log=lines.append) == 1
+    assert "FAIL world size: --world-size 0: must be >= 1" in lines

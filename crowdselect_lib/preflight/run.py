@@ -67,7 +67,11 @@ def run_preflight(cfg: RunConfig, *, gpus: list[tuple[str, float]] | None = None
     needs = list({n.what: n for c in configs.values() for n in memory_needs(c, n_params)}.values())
     gpus = cuda_gpus() if gpus is None else gpus
     checks += check_gpus(needs, gpus, unknown)
-    world = world_size or max(1, len(gpus))
+    world = max(1, len(gpus)) if world_size is None else world_size
+    if world < 1 or (gpus and world > len(gpus)):
+        checks.append(Check("FAIL", "world size", f"--world-size {world}: must be >= 1" if world < 1 else
+                            f"--world-size {world} but {len(gpus)} GPU(s) visible"))
+        world = max(1, min(world, len(gpus) or 1))
     p = plan(configs, world_size=world, zoo_sizes=sizes)
     checks += cost_gates(configs, p)
     for ch in checks:
