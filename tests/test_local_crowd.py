@@ -150,7 +150,7 @@ def test_build_a_crowd_from_instructions_then_select(tmp_path, capsys):
     from crowdselect_lib.models import tiny_llama_path
 
     cfg = cs.load_config(None, {"run.root": str(tmp_path), "run.name": "build", "llm.backend": "local",
-                                "llm.local_batch_size": 16, "scoring.reward_models": ["tiny-reward"]})
+                                "llm.local_batch_size": 32, "scoring.reward_models": ["tiny-reward"]})
     run = cs.Run.from_config(cfg)
     instructions = [f"Give one tip about topic number {i}." for i in range(30)]
     models = [{"model": "smollm2-135m", "family": "smollm2", "size_b": 0.135, "source": "smollm2-135m-instruct"},
@@ -244,3 +244,31 @@ def test_rank_order_equals_the_full_lexsort_on_heavy_ties(direction):
     ints = pd.Series(v, index=rng.permutation(5000))
     assert np.array_equal(rank_order(ints, direction),
                           np.lexsort((ints.index.to_numpy(), -v if direction == "top" else v)))
+
+
+def test_a_crowd_from_openai_compatible_endpoints_is_cost_gated_and_resumes(tmp_path, monkeypatch):
+    """Two endpoint models (a vLLM server is one): the gate counts uncached requests before any call; a refused
+    request is a None answer with its error; a second build sends nothing."""
+    from fake_openai import FakeOpenAI
+
+    import crowdselect_lib as cs
+
+    monkeypatch.setenv("CROWD_TEST_KEY", "sk-test")
+    cfg = cs.load_config(None, {"run.root": str(tmp_path), "run.name": "api", "llm.max_retries": 0,
+                                "llm.api_key_env": "CROWD_TEST_KEY"})
+    run = cs.Run.from_config(cfg)
+    questions = ["Say a.", "Say b.", "Say c."]
+    with FakeOpenAI(replies=lambda body: body["messages"][-1]["content"].upper(),
+                    faults=lambda n, body: 400 if body["messages"][-1]["content"] == "Say c." and
+                    body["model"] == "big" else None) as srv:
+        models = [{"model": m, "family": "fam", "size_b": s, "backend": "openai", "base_url": srv.base_url,
+                   "source": m} for m, s in (("small", 1), ("big", 7))]
+        with pytest.raises(cs.zoo.CostNotConfirmed, match="would send 6 requests to paid endpoints"):
+            cs.zoo.generate_answers(run, questions, models, cfg.llm, max_calls_without_confirm=5)
+        assert srv.count == 0
+        answers = cs.zoo.generate_answers(run, questions, models, cfg.llm, max_calls_without_confirm=6)
+        sent = srv.count
+        assert answers["response"].tolist()[:5] == ["SAY A.", "SAY B.", "SAY C.", "SAY A.", "SAY B."]
+        assert answers["response"].isna().tolist() == answers["error"].notna().tolist() == [False] * 5 + [True]
+        again = cs.zoo.generate_answers(run, questions, models, cfg.llm, max_calls_without_confirm=0)
+        assert again.equals(answers) and srv.count == sent
