@@ -130,3 +130,19 @@ def test_artifacts_follow_the_umask(tmp_path):
         os.umask(old)
     mode = stat.S_IMODE((tmp_path / "x.json").stat().st_mode)
     assert mode == 0o644
+
+
+def test_relative_run_root_resolves_against_the_params_files_checkout(tmp_path):
+    """Two checkouts sharing one environment keep their own runs; a notebook says when the library is another's."""
+    from crowdselect_lib.runs import library_checkout_warning
+
+    other = tmp_path / "other"
+    for d in ("params", "notebooks/sub"):
+        (other / d).mkdir(parents=True)
+    (other / "params" / "p.yaml").write_text("run: {name: x, root: myruns}\n")
+    assert load_config(other / "params" / "p.yaml").run.root == str(other.resolve() / "myruns")
+    (tmp_path / "loose.yaml").write_text("run: {name: x, root: myruns}\n")            # outside a checkout: as is
+    assert load_config(tmp_path / "loose.yaml").run.root == "myruns"
+    warning = library_checkout_warning(other / "notebooks" / "sub")
+    assert warning.startswith("warning: this notebook's checkout is") and str(other.resolve()) in warning
+    assert library_checkout_warning(tmp_path) is None                                  # not in a checkout: silent

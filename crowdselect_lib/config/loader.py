@@ -16,6 +16,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal
 
+from ..runs.run import checkout_of
 from .schema import ConfigError, RunConfig
 from .strict_yaml import Yaml11Word, measure, read_yaml, read_yaml_file
 
@@ -190,9 +191,12 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None,
     for section, value in data.items():
         measure(value, f"{path or 'params'}: {section}" + (" (with overrides)" if overrides else ""))
     try:
-        return from_dict(RunConfig, data)
+        cfg = from_dict(RunConfig, data)
     except ConfigError as e:
         raise ConfigError(_in_file(str(e), path, overrides)) from None
+    if path is not None:
+        _root_in_checkout(cfg, Path(path))
+    return cfg
 
 
 def _in_file(message: str, path, overrides: dict | None) -> str:
@@ -216,3 +220,12 @@ def parse_sets(items: list[str]) -> dict:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. selection.k=60")
         out[key] = read_yaml(value, f"--set {item}")
     return out
+
+
+def _root_in_checkout(cfg: RunConfig, path: Path) -> None:
+    """A relative ``run.root`` resolves against the checkout the params file lies in (not where the package is
+    installed: two checkouts sharing one environment keep their own runs); outside a checkout it is left as is."""
+    root = Path(cfg.run.root).expanduser()
+    home = checkout_of(path)
+    if not root.is_absolute() and home is not None:
+        cfg.run.root = str(home / root)

@@ -22,7 +22,7 @@ from .strict_yaml import dump_yaml
 @dataclass
 class RunSection:
     name: str = "demo"                 # artifacts go to <root>/<name>/
-    root: str = "runs"                 # relative paths resolve against the repository root
+    root: str = "runs"                 # a relative path resolves against the params file's checkout
     seed: int = 0
     offline_demo: bool = True          # printed in every caption when true
 

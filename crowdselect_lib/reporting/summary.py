@@ -5,9 +5,11 @@ issue 10.5) are starred."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any, Iterable
 
 from ..config.schema import RunConfig
+from ..runs import checkout_of, library_checkout_warning
 
 _WIDTH = 110
 _MAX_LINES = 2        # per section; the rest is in config.yaml
@@ -72,7 +74,13 @@ def settings_summary(cfg: RunConfig, sections: Iterable[str] = ()) -> Summary:
     """
     defaults = RunConfig()
     mode = "offline demo (simulated zoo, local models, proxy judge)" if cfg.run.offline_demo else "paper-scale run"
-    lines = [f"run {cfg.run.name} · {mode} · full config: {cfg.run.root}/{cfg.run.name}/config.yaml"]
+    root, home = Path(cfg.run.root), checkout_of(Path.cwd())
+    if home is not None and root.is_absolute() and root.is_relative_to(home):
+        root = root.relative_to(home)                       # runs/demo/config.yaml, not the absolute path
+    lines = [f"run {cfg.run.name} · {mode} · full config: {root}/{cfg.run.name}/config.yaml"]
+    warning = library_checkout_warning()                    # one line when the library is another checkout's
+    if warning:
+        lines.insert(0, warning)
     for name in sections:
         if not hasattr(cfg, name) or not dataclasses.is_dataclass(getattr(cfg, name)):
             known = [f.name for f in dataclasses.fields(cfg) if dataclasses.is_dataclass(getattr(cfg, f.name))]

@@ -1,5 +1,7 @@
-"""Progress of long steps (scoring, embedding, LLM calls, training, generation, judging) that reads well both in
-a terminal and in a headless log: one tqdm bar on stderr, and a line in the run log every 10% of the work."""
+"""Progress of long steps (scoring, embedding, LLM calls, training, generation, judging) that reads well in a
+terminal, in a saved notebook and in a headless log: a live tqdm bar on stderr in a terminal; in a notebook ONE
+bar, drawn once when the step ends (a live bar would leave a stream output per refresh in the executed notebook),
+and only for a step of 2 s or more; a line in the run log every 10% of the work."""
 from __future__ import annotations
 
 import logging
@@ -10,6 +12,17 @@ from typing import Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
 log = logging.getLogger("crowdselect")
+_IMPORTED = time.perf_counter()
+
+
+def since_import() -> float:
+    """Seconds since the package was imported: a chapter's own run time (its first cell imports the package)."""
+    return time.perf_counter() - _IMPORTED
+
+
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel (papermill's included)."""
+    return "ipykernel" in sys.modules
 
 
 class Progress:
@@ -20,10 +33,9 @@ class Progress:
             warnings.simplefilter("ignore")
             from tqdm.auto import tqdm
 
-        self.total, self.desc, self.n, self.t0, self.next_log = total, desc, 0, time.perf_counter(), 0.1
-        # in a notebook a step shorter than 2 s draws no bar at all (its log lines still come); a terminal shows each
-        delay = 2.0 if "ipykernel" in sys.modules else 0.0
-        self.bar = tqdm(total=total, desc=desc, unit=unit, mininterval=1.0, leave=False, delay=delay)
+        self.total, self.desc, self.unit, self.n, self.t0, self.next_log = total, desc, unit, 0, time.perf_counter(), 0.1
+        self.notebook = in_notebook()
+        self.bar = tqdm(total=total, desc=desc, unit=unit, mininterval=1.0, leave=False, disable=self.notebook)
 
     def update(self, n: int = 1) -> None:
         self.n += n
@@ -39,6 +51,12 @@ class Progress:
 
     def __exit__(self, *exc) -> None:
         self.bar.close()
+        took = time.perf_counter() - self.t0
+        if self.notebook and took >= 2.0 and not getattr(self, "_drawn", False):
+            from tqdm import tqdm
+
+            self._drawn = True
+            print(tqdm.format_meter(self.n, self.total, took, prefix=self.desc, unit=self.unit), file=sys.stderr)
         log.info("%s: %d/%d done in %.1f s", self.desc, self.n, self.total, time.perf_counter() - self.t0)
 
 

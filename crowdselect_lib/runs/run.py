@@ -64,13 +64,35 @@ def repo_root() -> Path:
     (``pip install .``); the pipeline (params files, notebooks, ``runs/`` beside them) needs the checkout, so
     outside one this raises `CheckoutError` saying so."""
     root = Path(__file__).resolve().parents[2]
-    if not ((root / "params").is_dir() and (root / "notebooks").is_dir()):
+    if not is_checkout(root):
         raise CheckoutError(
             f"crowdselect_lib is installed at {root / 'crowdselect_lib'} without the repository checkout: the "
             "pipeline needs the checkout's params/ and notebooks/ (git clone the repository, then "
             "pip install -e . from the clone). The library itself works from any install; give Run an absolute "
             "run.root and load params files by path.")
     return root
+
+
+def is_checkout(path: Path) -> bool:
+    """True for a folder holding ``params/`` and ``notebooks/``: a checkout of this repository."""
+    return (path / "params").is_dir() and (path / "notebooks").is_dir()
+
+
+def checkout_of(path) -> Path | None:
+    """The checkout a file or folder lies in (its nearest folder that `is_checkout`), None outside one."""
+    p = Path(path).expanduser().resolve()
+    return next((d for d in [p, *p.parents] if is_checkout(d)), None)
+
+
+def library_checkout_warning(cwd=None) -> str | None:
+    """One line when the imported library is not the checkout of `cwd` (default: the working folder, a notebook's
+    own folder under Jupyter and papermill): two checkouts sharing one environment would read each other's code."""
+    here = checkout_of(Path.cwd() if cwd is None else cwd)
+    lib = Path(__file__).resolve().parents[2]
+    if here is None or here == lib:
+        return None
+    return (f"warning: this notebook's checkout is {here}, but crowdselect_lib is imported from {lib} "
+            f"(pip install -e {here} in this environment to use its own code)")
 
 
 def params_dir() -> Path:

@@ -163,6 +163,21 @@ def rendered_preference_rows(tok, rows: list[dict]) -> list[dict]:
     return out
 
 
+def end_of_turn_positions(tok, rows: list[dict]) -> np.ndarray:
+    """(n,) token position of the end-of-turn token (``tok.eos_token`` after `use_end_of_turn`) that closes the
+    answer of each SFT chat row ``{"messages": [..., user, assistant]}``, as the chat template renders the row. The
+    loss trains the student to stop only when this position is inside ``training.max_length`` (< max_length)."""
+    eot = tok.convert_tokens_to_ids(tok.eos_token)
+    out = np.empty(len(rows), dtype=int)
+    for i, row in enumerate(rows):
+        ids = tok(tok.apply_chat_template(row["messages"], tokenize=False), add_special_tokens=False)["input_ids"]
+        hits = np.flatnonzero(np.asarray(ids) == eot)
+        if not len(hits):
+            raise ValueError(f"SFT row {i}: the rendered row holds no end-of-turn token {tok.eos_token!r}")
+        out[i] = hits[-1]
+    return out
+
+
 def loss_mask_table(tok, example: dict) -> pd.DataFrame:
     """One tokenized training example as a table: ``position, token, label`` (-100 = not in the loss) and
     ``in_loss``. `example` has ``input_ids`` and either ``labels`` or TRL's ``completion_mask``."""

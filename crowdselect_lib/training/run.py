@@ -186,8 +186,8 @@ def train_all(run, cfg, *, subsets: list[str] | None = None, methods: list[str] 
 
 
 def loss_history(run, cfg) -> pd.DataFrame:
-    """Logged losses of every finished training: ``system, subset, method, step, loss`` (long table). A run shorter
-    than ``training.logging_steps`` logs no step loss: its mean training loss stands at its last step instead."""
+    """Logged losses of every finished training: ``system, subset, method, step, loss, learning_rate`` (long). A run
+    shorter than ``training.logging_steps`` logs no step loss: its mean training loss stands at its last step instead."""
     frames = []
     for r in trained_systems(run, cfg).itertuples():
         if not r.done:
@@ -196,6 +196,7 @@ def loss_history(run, cfg) -> pd.DataFrame:
         points = [(h["step"], h["loss"]) for h in hist if "loss" in h]
         points = points or [(h["step"], h["train_loss"]) for h in hist if "train_loss" in h][-1:]
         frames.append(pd.DataFrame(points, columns=["step", "loss"])
-                      .assign(system=r.system, subset=r.subset, method=r.method))
-    cols = ["system", "subset", "method", "step", "loss"]
+                      .assign(system=r.system, subset=r.subset, method=r.method,
+                              learning_rate=learning_rate_for(cfg.training, r.method)))
+    cols = ["system", "subset", "method", "step", "loss", "learning_rate"]
     return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)

@@ -10,7 +10,7 @@ import pandas as pd
 from ..escaping import literal_figure_text
 from ..reporting.plots import color, pyplot
 from ..reporting.registry import subset_label
-from .data import SFT_METHODS, loss_mask_table, mask_boundary
+from .data import SFT_METHODS, end_of_turn_positions, loss_mask_table, mask_boundary, use_end_of_turn
 from .fit import load_trained
 from .trainers import build_trainer
 
@@ -27,6 +27,31 @@ def label_preview(cfg, row: dict, student: str | None = None, width: int | None 
         trainer = build_trainer(cfg.training, "sft_lora", [row], tmp, model_name=student, max_steps=1)
         table = loss_mask_table(trainer.processing_class, trainer.train_dataset[0])
     return table if width is None else mask_boundary(table, width)
+
+
+def end_of_turn_coverage(run, cfg, student: str | None = None) -> pd.DataFrame:
+    """Does the loss teach the student to stop? Per SFT subset of the run (`training.subsets`, first
+    `training.demo_examples` rows): ``rows``; ``kept``, the rows whose answer's end-of-turn token sits inside
+    `training.max_length` (TRL keeps the first max_length tokens, so it is in the loss); ``cut``, the rows cut
+    before it; ``share_kept``; ``longest`` (tokens of the longest row); ``first_cut``, the first cut row's
+    instruction ('' when none is cut)."""
+    from ..models import load_tokenizer
+    from .run import subset_names, training_rows
+
+    t = cfg.training
+    name = student or t.student
+    tok = load_tokenizer(name, revision=t.student_revisions.get(name))
+    if t.replace_eos:
+        use_end_of_turn(tok)
+    out = []
+    for sub in subset_names(cfg):
+        rows = training_rows(run, cfg, sub, "sft_full")
+        pos = end_of_turn_positions(tok, rows)
+        cut = np.flatnonzero(pos >= t.max_length)
+        out.append({"subset": sub, "rows": len(rows), "kept": len(rows) - len(cut), "cut": len(cut),
+                    "share_kept": (len(rows) - len(cut)) / len(rows), "longest": int(pos.max()) + 2,
+                    "first_cut": rows[cut[0]]["messages"][-2]["content"] if len(cut) else ""})
+    return pd.DataFrame(out)
 
 
 def loss_summary(history: pd.DataFrame) -> pd.DataFrame:
@@ -51,7 +76,7 @@ def subset_colours(subsets) -> dict:
 def plot_loss_curves(history: pd.DataFrame, title: str | None = None, smooth: int = 1):
     """Training loss per optimizer step, one panel per objective (`OBJECTIVE`: the SFT NLL, the DPO / SimPO / ORPO
     losses are different quantities), a line per training coloured by subset (`subset_colours`), dashed for
-    LoRA. `smooth`: rolling-mean window. Returns a `matplotlib.figure.Figure` (a notebook shows it inline, like
+    LoRA; each panel's title names its learning rate(s) (`loss_history`'s ``learning_rate``). `smooth`: rolling-mean window. Returns a `matplotlib.figure.Figure` (a notebook shows it inline, like
     every chapter figure)."""
     from matplotlib.ticker import MaxNLocator
 
@@ -70,7 +95,9 @@ def plot_loss_curves(history: pd.DataFrame, title: str | None = None, smooth: in
             ax.plot(g["step"], y, color=colours[subset], ls="--" if method.endswith("lora") else "-",
                     marker="o" if len(g) < 12 else None, ms=3, lw=1.6,
                     label=f"{subset_label(subset)} · {subset} ({method})")
-        ax.set(xlabel="optimizer step", ylabel=f"{name} ({YLABEL[name]})", title=name)
+        rates = sorted(set(history.loc[objective == name, "learning_rate"])) if "learning_rate" in history else []
+        lr = f" · lr {', '.join(f'{r:g}' for r in rates)}" if rates else ""
+        ax.set(xlabel="optimizer step", ylabel=f"{name} ({YLABEL[name]})", title=f"{name}{lr}")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, frameon=False)

@@ -102,11 +102,13 @@ BRIDGE = ["How does {a} relate to {b}?", "Write a story that connects {a} and {b
 SUFFIXES = ["", " Keep it brief.", " Explain step by step.", " Give an example.", " Use simple language.",
             " Answer in a numbered list.", " Mention common mistakes.", " Be precise.", " Cite the key facts.",
             " Add a short summary at the end."]
+# Short on purpose: with chapter 07's student (SmolLM2's tokenizer cut to 4,096 tokens) a strong answer is about 40
+# tokens, and a whole training row (system + user turn + answer + end of turn) about 130 at most: inside
+# `training.max_length` (chapter 07 counts the rows that would be cut), and the judged answers fit their token budget.
 QUALITY_TEXT = [
-    "A weak answer: it misses the main point and gives only a vague remark",
-    "A fair answer: it covers the basics of the question with one useful detail and a short example",
-    ("A strong answer: it addresses every part of the request, explains the reasoning step by step, gives a "
-     "concrete worked example, warns about a common mistake and ends with a short summary"),
+    "Weak answer: vague, misses the point",
+    "Fair answer: the basics, one useful detail and a short example",
+    "Strong answer: every part addressed step by step, a worked example, a common mistake and a summary",
 ]
 
 
@@ -209,8 +211,7 @@ def demo_zoo(n: int = 3000, seed: int = 0) -> Zoo:
     default = scores[DEMO_DEFAULT_RM]
     bucket = np.digitize(default, np.quantile(default, [1 / 3, 2 / 3]))   # terciles of the default scorer
     quality_text = np.array(QUALITY_TEXT, dtype=object)[bucket]            # (n, m)
-    response = ("[simulated answer by " + np.repeat(names[None, :], n, 0) + "] " + quality_text + " about "
-                + np.repeat(subject[:, None], m, 1) + ".")
+    response = "[simulated] " + quality_text + " about " + np.repeat(subject[:, None], m, 1) + "."
     cols = {"uuid": np.repeat(uuids, m), "instruction": np.repeat(text, m), "model": np.tile(names, n),
             "response": response.ravel()}
     categorical = n > 200_000   # millions of rows stay in memory as dictionary-encoded strings
