@@ -83,7 +83,7 @@ def test_the_demo_comparison_is_table_2_with_rows_labelled_by_what_produced_them
     assert (scores["method"] == "dpo").any()                           # DPO students were judged, yet
     assert len(t2[t2["column"] != "Base"]) == len(full)                # Table 2 shows full fine-tuning only
     t2md = (run_dir / "tables" / "table02.md").read_text()
-    assert "≙ Llama-3.2-3B-Instruct" in t2md and "| Δ |" not in t2md and " · Δ |" in t2md
+    assert "≙ Llama-3.2-3B-Instruct" in t2md and " · Δ |" not in t2md and "proxy judge) |" in t2md
     assert "proxy judge" in t2md and "inconsistency:" in t2md
     figs = {p.name for p in cs.reporting.figures_dir(cfg).iterdir()}
     assert {"table02.png", "table02.pdf", "table17.png"} <= figs

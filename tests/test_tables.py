@@ -176,6 +176,7 @@ def test_renderer_shows_ours_paper_delta_intervals_and_tokens():
                   "| 4k · paper | <u>82.4 (-1.1, +1.7) · 268 tok</u> |\n"
                   "| 2k · ours | **82.5 (-0.5, +0.5) · 260 tok** |\n"
                   "\n- a note\n")
+    assert "· Δ" not in R.render(res, paper, spec, diff=False)           # incomparable scales: side by side only
     tex = R.render(res, paper, spec, fmt="latex")
     assert "1k $\\cdot$ $\\Delta$ & -2.6 \\\\" in tex and "\\textbf{82.6 (-1.5, +1.2) $\\cdot$ 273 tok}" in tex
     assert "<tr><td>2k · ours</td><td><b>82.5 (-0.5, +0.5) · 260 tok</b></td></tr>" in R.render(res, None, spec, fmt="html")
@@ -269,7 +270,8 @@ def test_tables_figures_and_manifest_are_written_from_planted_scores(tmp_path):
     files = {p.name for p in R.write_tables(run, cfg, results, R.paper_numbers(), R.paper_numbers(version="v1"))}
     assert {"table02.md", "table02.tex", "table02.html", "table02.csv", "table17.md"} <= files
     md = (run.dir / "tables" / "table02.md").read_text()
-    assert f"| {cfg.training.student} ≙ Llama-3.2-3B-Instruct / MT-Bench · ours (demo) |" in md
+    assert f"| {cfg.training.student} ≙ Llama-3.2-3B-Instruct / MT-Bench · ours (demo, proxy judge) |" in md
+    assert " · Δ |" not in md and "no Δ line: ours and the paper's are on different scales" in md   # never subtracted
     assert "Qwen2.5-3B / MT-Bench" not in md                  # the demo keeps only the rows it reproduces
     assert "inconsistency: Table 2's Llama-3.2-3B base 'Multi'" in md
     line = R.write_manifest(run, cfg, "params/demo.yaml")

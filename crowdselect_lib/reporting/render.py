@@ -99,10 +99,11 @@ def _cell_text(v, lo, hi, tok, decimals: int, tokens: bool) -> str:
     return text
 
 
-def _lines(c: pd.DataFrame, spec: TableSpec, ours_name: str, fmt: str,
-           paper_only: bool = True) -> tuple[list[str], list[tuple[str, list[str]]]]:
+def _lines(c: pd.DataFrame, spec: TableSpec, ours_name: str, fmt: str, paper_only: bool = True,
+           diff: bool = True) -> tuple[list[str], list[tuple[str, list[str]]]]:
     """Header columns and body lines ``(label, cells)``: per paper row its ours / paper / Δ lines (rows only the
-    paper has are left out when not `paper_only`, e.g. the demo's)."""
+    paper has are left out when not `paper_only`, e.g. the demo's; no Δ line when not `diff`: ours and the
+    paper's on different scales, such as the proxy judge's)."""
     if not paper_only and c["ours"].notna().any():
         c = c[c.groupby("row")["ours"].transform(lambda x: x.notna().any())]
     best, second = _MARKUP[fmt]
@@ -112,7 +113,7 @@ def _lines(c: pd.DataFrame, spec: TableSpec, ours_name: str, fmt: str,
     body = []
     for row in dict.fromkeys(c["row"]):
         got = [cell.get((row, col)) for col in columns]
-        for who, label in (("ours", ours_name), ("paper", "paper"), ("diff", "Δ")):
+        for who, label in (("ours", ours_name), ("paper", "paper"), ("diff", "Δ"))[:3 if diff else 2]:
             vals = [getattr(x, who) if x is not None else np.nan for x in got]
             if all(pd.isna(v) for v in vals) and who != "ours":
                 continue
@@ -157,12 +158,12 @@ def notes_text(spec: TableSpec, paper_v1: pd.DataFrame | None = None, *, offline
 
 def render(results: pd.DataFrame, paper: pd.DataFrame | None, spec: TableSpec, *, fmt: str = "markdown",
            caption_text: str = "", notes: list[str] | None = None, paper_groups: dict[str, str] | None = None,
-           ours_name: str = "ours", paper_only: bool = True) -> str:
-    """One table in `fmt` (markdown | latex | html), laid out as the module docstring says."""
+           ours_name: str = "ours", paper_only: bool = True, diff: bool = True) -> str:
+    """One table in `fmt` (markdown | latex | html), laid out as the module docstring says (`diff`: the Δ lines)."""
     if fmt not in _MARKUP:
         raise ValueError(f"unknown format {fmt!r}; choose markdown, latex or html")
     c = comparison(results, paper, spec, paper_groups)
-    columns, body = _lines(c, spec, ours_name, fmt, paper_only) if len(c) else ([], [])
+    columns, body = _lines(c, spec, ours_name, fmt, paper_only, diff) if len(c) else ([], [])
     notes = notes or []
     if not body:
         body_note = "No judged scores and no paper numbers for this table."
@@ -226,8 +227,14 @@ def table_options(cfg, table: str, paper_v1: pd.DataFrame | None = None, results
     if standin:
         notes.insert(0, "ours: stand-in benchmark prompts (packaged, not the MT-Bench/Arena-Hard question sets).")
     notes += reading_notes(cfg, spec.id)
-    return {"caption_text": table_caption(cfg, table), "paper_groups": groups, "notes": notes,
-            "ours_name": "ours (demo)" if cfg.run.offline_demo else "ours", "paper_only": not cfg.run.offline_demo}
+    proxy = cfg.judge.judge == "proxy"
+    if proxy or standin:
+        notes.insert(0, "no Δ line: ours and the paper's are on different scales (proxy judge or stand-in prompts), "
+                        "so they sit side by side and are never subtracted.")
+    tags = [t for t, on in (("demo", cfg.run.offline_demo), ("proxy judge", proxy)) if on]
+    ours = f"ours ({', '.join(tags)})" if tags else "ours"
+    return {"caption_text": table_caption(cfg, table), "paper_groups": groups, "notes": notes, "ours_name": ours,
+            "paper_only": not cfg.run.offline_demo, "diff": not (proxy or standin)}
 
 
 def show_table(cfg, table: str, results: pd.DataFrame, paper: pd.DataFrame, paper_v1: pd.DataFrame | None = None):
