@@ -36,14 +36,20 @@ from .selection import combine, normalize, select
 QUANTITIES = [*METRICS, "jaccard"]
 
 
-def _scores_and_families(zoo_or_scores, families, reward_model) -> tuple[pd.DataFrame, dict]:
-    """(S, model -> (family, size_b)) from a `Zoo` or from a score matrix plus its families mapping."""
+def _scores_and_families(zoo_or_scores, families, reward_model, only=None) -> tuple[pd.DataFrame, dict]:
+    """(S, model -> (family, size_b)) from a `Zoo` or from a score matrix plus its families mapping. `only`
+    (`metrics.stability_families`): the families outside it get an unknown size, so they never enter Stability."""
     if isinstance(zoo_or_scores, pd.DataFrame):
         if families is None:
             raise ValueError("a score matrix needs its `families` mapping model -> (family, size_b)")
-        return zoo_or_scores, dict(families)
-    zoo = zoo_or_scores
-    return zoo.scores(reward_model), dict(families) if families is not None else zoo.families()
+        scores, families = zoo_or_scores, dict(families)
+    else:
+        scores = zoo_or_scores.scores(reward_model)
+        families = dict(families) if families is not None else zoo_or_scores.families()
+    if only is not None:
+        stability_families(families, list(scores.columns), only)          # an unknown family name is an error
+        families = {m: (f, size if f in only else np.nan) for m, (f, size) in families.items()}
+    return scores, families
 
 
 def _positional(scores: pd.DataFrame, families: dict, clusters: pd.Series | None):
@@ -246,7 +252,7 @@ def _tidy(rho: np.ndarray, jac: np.ndarray, n_fam: np.ndarray, keys: dict) -> pd
 
 def crowd_size_study(zoo_or_scores, families: dict | None = None, *, reward_model: str | None = None,
                      sizes=None, draws: int = 50, seed: int = 0, k: int = 100, weights=(1.0, 1.0, 2.0),
-                     clusters: pd.Series | None = None) -> pd.DataFrame:
+                     clusters: pd.Series | None = None, stability_only: list[str] | None = None) -> pd.DataFrame:
     """How well m random models reproduce the full crowd's metrics (eqs. 3-5) and CrowdSelect subset (eqs. 6-9).
 
     zoo_or_scores: a `Zoo` (scores of `reward_model`, default the zoo's) or a score matrix S (index uuid, one
@@ -255,10 +261,12 @@ def crowd_size_study(zoo_or_scores, families: dict | None = None, *, reward_mode
     so a size's draws do not depend on the other sizes asked for. At m = N every draw is the full crowd: Spearman
     and Jaccard are exactly 1. k, weights, clusters: the CrowdSelect subset (eq. 9 weights in the order
     difficulty, separability, stability; clusters: index uuid -> label for equal per-cluster quotas).
+    stability_only: `metrics.stability_families` (None = every family with two distinct sizes).
 
     Returns the tidy table m, draw, metric, spearman, jaccard, n_families (len(sizes) * draws * 3 rows).
     """
-    scores, families, clusters = _positional(*_scores_and_families(zoo_or_scores, families, reward_model), clusters)
+    scores, families, clusters = _positional(*_scores_and_families(zoo_or_scores, families, reward_model,
+                                                                   stability_only), clusters)
     n_models = scores.shape[1]
     sizes = list(range(3, n_models + 1)) if sizes is None else [int(m) for m in sizes]
     bad = [m for m in sizes if not 2 <= m <= n_models]
@@ -276,7 +284,8 @@ def crowd_size_study(zoo_or_scores, families: dict | None = None, *, reward_mode
 
 
 def leave_one_family_out(zoo_or_scores, families: dict | None = None, *, reward_model: str | None = None,
-                         k: int = 100, weights=(1.0, 1.0, 2.0), clusters: pd.Series | None = None) -> pd.DataFrame:
+                         k: int = 100, weights=(1.0, 1.0, 2.0), clusters: pd.Series | None = None,
+                         stability_only: list[str] | None = None) -> pd.DataFrame:
     """Drop each family's models in turn; compare metrics (eqs. 3-5) and the top-k subset (eqs. 6-9) with the full crowd.
 
     What to expect. Dropping a family that does not enter Stability leaves Stability bit-identical (Spearman 1;
@@ -285,9 +294,12 @@ def leave_one_family_out(zoo_or_scores, families: dict | None = None, *, reward_
     Separability unchanged only when its models' scores do not move the per-instruction mean and variance (e.g.
     two models scoring mean +- std of the others). A family whose removal leaves < 2 models is skipped.
 
+    stability_only: `metrics.stability_families` (None = every family with two distinct sizes).
+
     Returns columns family, n_dropped, in_stability, metric, spearman, jaccard, n_families (3 rows per family).
     """
-    scores, families, clusters = _positional(*_scores_and_families(zoo_or_scores, families, reward_model), clusters)
+    scores, families, clusters = _positional(*_scores_and_families(zoo_or_scores, families, reward_model,
+                                                                   stability_only), clusters)
     fam_of = np.array([families[m][0] for m in scores.columns])
     in_stab = set(stability_families(families, list(scores.columns)))
     names = [f for f in pd.unique(fam_of) if np.count_nonzero(fam_of != f) >= 2]

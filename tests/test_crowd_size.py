@@ -233,3 +233,16 @@ def test_family_effect_table_one_row_per_family():
 
     t = family_effect_table(lofo)
     assert list(t.index) == ["b", "a"] and t.loc["b", "stability"] == 0.5 and t.loc["a", "jaccard"] == 0.99
+
+
+def test_stability_only_honours_metrics_stability_families():
+    """`stability_only` (= metrics.stability_families) keeps family b out of Stability: dropping b then leaves
+    Stability bit-identical, and the full crowd's Stability equals base_metrics with the same `only`."""
+    s = _scores(n=60, seed=4)
+    lofo = C.leave_one_family_out(s, FAMILIES, k=10, stability_only=["a"]).set_index(["family", "metric"])
+    assert not lofo.loc[("b", "stability"), "in_stability"] and lofo.loc[("b", "stability"), "spearman"] == 1.0
+    assert lofo.loc[("c", "stability"), "n_families"] == 1                    # only a enters Stability
+    study = C.crowd_size_study(s, FAMILIES, sizes=[len(FAMILIES)], draws=1, k=10, stability_only=["a"])
+    assert (study["spearman"] == 1.0).all()
+    with pytest.raises(ValueError, match="unknown family"):
+        C.leave_one_family_out(s, FAMILIES, stability_only=["zz"])

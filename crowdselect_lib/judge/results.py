@@ -154,9 +154,11 @@ def score_summary(scores: pd.DataFrame) -> pd.DataFrame:
 
 
 def plot_scores(summary: pd.DataFrame, title: str):
-    """Two bar panels (MT-Bench, Arena-Hard), one bar per system in the same order in both, coloured by subset as in
-    every chapter (`training.subset_colours`; untouched models grey, preference-trained students hatched), with the
-    Arena-Hard bootstrap 95% interval, or min-max over repeated runs when there are several. Returns the figure."""
+    """Two dot panels (MT-Bench, Arena-Hard), one dot per system in the same order in both, coloured by subset as in
+    every chapter (`training.subset_colours`; untouched models grey, preference-trained students open), with the
+    interval the summary carries (Arena-Hard: the bootstrap 95% interval; over repeated runs: min-max), on the
+    benchmark's whole scale (MT-Bench 1-10, Arena-Hard 0-100%), so a small gap is not drawn as a big one. Returns the
+    figure."""
     from ..reporting.plots import pyplot
 
     plt = pyplot()
@@ -164,31 +166,29 @@ def plot_scores(summary: pd.DataFrame, title: str):
     benches = [b for b in ("mt_bench", "arena_hard") if b in set(summary["benchmark"])]
     order = list(dict.fromkeys(summary.sort_values("kind", key=lambda k: k == "trained", kind="stable")["label"]))
     fig, axes = plt.subplots(1, len(benches), figsize=(5.2 * len(benches), 3.8), squeeze=False)
-    names = {"mt_bench": ("MT-Bench", "rating (1-10)"), "arena_hard": ("Arena-Hard", "win rate vs anchor (%)")}
+    names = {"mt_bench": ("MT-Bench", "rating (1-10)", (0.5, 10.5)),
+             "arena_hard": ("Arena-Hard", "win rate vs anchor (%)", (-3, 103))}
     for ax, b in zip(axes[0], benches):
         d = summary[summary["benchmark"] == b]
         d = d.iloc[np.argsort([order.index(x) for x in d["label"]], kind="stable")].reset_index(drop=True)
         lo = np.where(d["n"] > 1, d["min"], d["ci_low"].fillna(d["mean"]))
         hi = np.where(d["n"] > 1, d["max"], d["ci_high"].fillna(d["mean"]))
         err = np.vstack([d["mean"] - lo, hi - d["mean"]]).clip(min=0)
-        colors = ["0.6" if k != "trained" else colours[sub] for k, sub in zip(d["kind"], d["subset"])]
-        bars = ax.bar(range(len(d)), d["mean"], width=0.6, color=colors, edgecolor="k", linewidth=0.5)
-        for bar, method in zip(bars, d["method"].fillna("")):
-            if method in ("dpo", "simpo", "orpo"):
-                bar.set_hatch("//")
-        if (err > 0).any():
-            ax.errorbar(range(len(d)), d["mean"], yerr=err, fmt="none", ecolor="k", capsize=4, lw=1)
+        for i, (kind, sub, method) in enumerate(zip(d["kind"], d["subset"], d["method"].fillna(""))):
+            c = "0.5" if kind != "trained" else colours[sub]
+            pref = method in ("dpo", "simpo", "orpo")
+            ax.errorbar([i], [d["mean"].iloc[i]], yerr=err[:, i:i + 1], fmt="o", ms=7, color=c, ecolor="k",
+                        capsize=4, lw=1, mfc="white" if pref else c, mec=c, mew=2)
         ax.set_xticks(range(len(d)), d["label"], rotation=25, ha="right", fontsize=8)
         ax.set_xlim(-0.6, max(len(d), 3) - 0.4)
         ax.set_title(names[b][0], fontsize=10)
         ax.set_ylabel(names[b][1])
+        ax.set_ylim(*names[b][2])
         ax.grid(axis="y", alpha=0.3)
-        if b == "mt_bench":
-            ax.set_ylim(1, max(2.0, float(hi.max()) * 1.1))      # the rating scale starts at 1
         if b == "arena_hard":
             ax.axhline(50, color="k", lw=0.8, ls="--")
         if len(d) > 1 and np.allclose(d["mean"], d["mean"].iloc[0]):
-            ax.text(0.5, 0.5, "every system scores the same", transform=ax.transAxes, ha="center", va="center",
+            ax.text(0.5, 0.85, "every system scores the same", transform=ax.transAxes, ha="center", va="center",
                     fontsize=9, bbox={"facecolor": "white", "edgecolor": "0.6"})
     fig.suptitle(title, fontsize=10)
     literal_figure_text(fig).tight_layout()
