@@ -268,6 +268,15 @@ def topic_recovery(clusters: pd.Series, truth: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("texts")
 
 
+def cluster_names(clusters: pd.Series, truth: pd.DataFrame | None = None) -> dict:
+    """cluster -> legend label: ``"3 · physics (92%)"``, its most common planted topic and that topic's share of
+    the cluster (demo zoo), or ``"cluster 3"`` without a truth table."""
+    if truth is None:
+        return {c: f"cluster {c}" for c in sorted(clusters.unique())}
+    share = pd.crosstab(clusters.to_numpy(), truth["topic"].reindex(clusters.index).to_numpy(), normalize="index")
+    return {c: f"{c} · {share.loc[c].idxmax()} ({share.loc[c].max():.0%})" for c in share.index}
+
+
 # ------------------------------------------------------------------ figures (chapter 04)
 
 def plot_cluster_map(tsne: pd.DataFrame, labels: pd.Series | np.ndarray, title: str, legend_title: str = "cluster"):
@@ -276,7 +285,7 @@ def plot_cluster_map(tsne: pd.DataFrame, labels: pd.Series | np.ndarray, title: 
 
     labels = pd.Series(np.asarray(labels)).astype(str)
     fig, ax = plt.subplots(figsize=(7, 5))
-    names = sorted(labels.unique(), key=lambda s: (len(s), s))
+    names = sorted(labels.unique(), key=lambda s: (int(s.split()[0]) if s.split()[0].isdigit() else 10**9, s))
     cmap = plt.cm.tab10 if len(names) <= 10 else plt.cm.tab20
     for i, lab in enumerate(names):
         m = (labels == lab).to_numpy()

@@ -40,6 +40,20 @@ BASELINES_STAGE = "baselines"      # the chapter of the LLM-rated and rule-based
 KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
 
 
+def quiet_kernel_manager():
+    """The kernel manager papermill runs each chapter with: jupyter_client interrupts a kernel (SIGINT) before every
+    shutdown, and an idle ipykernel then logs "KeyboardInterrupt caught in kernel" on the terminal; this one shuts
+    the finished chapter's kernel down with the shutdown request alone (a kernel that hangs is still killed)."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class QuietShutdown(AsyncKernelManager):
+        async def _async_interrupt_kernel(self) -> None:
+            if not self.shutting_down:
+                await super()._async_interrupt_kernel()
+
+    return QuietShutdown
+
+
 def stages() -> dict[str, Path]:
     """Stage name -> notebook, in chapter order, from the notebooks present (``01_download.ipynb`` -> download)."""
     found = sorted((repo_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -75,7 +89,8 @@ def run_chain(params_file: str | Path, overrides: dict | None = None, only: list
         try:
             pm.execute_notebook(str(nb), str(out / nb.name), cwd=str(nb.parent), kernel_name=kernel,
                                 parameters={"params_file": str(params_file), "overrides": overrides or {}},
-                                progress_bar=False, log_output=True, extra_arguments=KERNEL_ARGS)
+                                progress_bar=False, log_output=True, extra_arguments=KERNEL_ARGS,
+                                kernel_manager_class=quiet_kernel_manager())
         except pm.PapermillExecutionError as e:   # the error a user must see last, in one line
             raise ChapterFailed(f"{nb.name} failed: {e.ename}: {e.evalue} (executed copy: {out / nb.name})") from None
         say(f"{nb.name}: {time.perf_counter() - t0:.1f} s")
