@@ -48,17 +48,21 @@ def plot_quotas(quotas: pd.DataFrame, title: str):
 
 
 def plot_profiles(profiles: pd.DataFrame, title: str):
-    """Mean percentile rank of each metric inside each subset (0.5 = the zoo's median)."""
+    """Mean percentile rank of each metric inside each subset (0.5 = the zoo's median), bars from 0; with
+    `subset_profiles`' ``attrs``, a 95% interval (± 1.96 standard errors) on each bar and n under each subset."""
     import matplotlib.pyplot as plt
 
     from ..reporting.plots import color   # each metric in its selection colour, as in every chapter
 
     x = np.arange(len(profiles))
     fig, ax = plt.subplots(figsize=(max(7, 1.1 * len(profiles)), 3.8))
+    se, n = profiles.attrs.get("se"), profiles.attrs.get("n", {})
     for i, m in enumerate(METRICS):
-        ax.bar(x + (i - 1) * 0.27, profiles[m], 0.27, label=m, color=color(m.capitalize()))
+        err = None if se is None else 1.96 * se.loc[profiles.index, m].fillna(0).to_numpy()
+        ax.bar(x + (i - 1) * 0.27, profiles[m], 0.27, label=m, color=color(m.capitalize()), yerr=err,
+               error_kw={"lw": 0.8, "capsize": 2})
     ax.axhline(0.5, color="k", lw=0.8, ls="--")
-    ax.set_xticks(x, profiles.index, rotation=25, ha="right")
+    ax.set_xticks(x, [f"{s}\n(n={n[s]})" if s in n else s for s in profiles.index], rotation=25, ha="right")
     ax.set_ylim(0, 1.15)
     ax.set_yticks(np.linspace(0, 1, 6))
     ax.set_ylabel("mean percentile rank in the zoo")

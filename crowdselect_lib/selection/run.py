@@ -7,6 +7,7 @@ reads it back.
 """
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from .. import clustering
@@ -171,6 +172,12 @@ def official_sort_comparison(run, cfg, name: str | None = None) -> pd.DataFrame:
 
 
 def subset_profiles(tables: dict[str, pd.DataFrame], metrics: pd.DataFrame) -> pd.DataFrame:
-    """Mean percentile rank (0..1, 0.5 = the zoo's median) of each metric inside each subset."""
+    """Mean percentile rank (0..1, 0.5 = the zoo's median) of each metric inside each subset; ``attrs["n"]`` the
+    subset sizes and ``attrs["se"]`` the standard errors of the means (sd / sqrt(n)): a 6-row subset's mean is
+    far less certain than a 300-row one's."""
     pct = percentile_ranks(metrics)
-    return pd.DataFrame({n: pct.reindex(t["uuid"]).mean() for n, t in tables.items()}).T
+    parts = {n: pct.reindex(t["uuid"]) for n, t in tables.items()}
+    out = pd.DataFrame({n: p.mean() for n, p in parts.items()}).T
+    out.attrs["n"] = {n: len(p) for n, p in parts.items()}
+    out.attrs["se"] = pd.DataFrame({n: p.std(ddof=1) / np.sqrt(len(p)) for n, p in parts.items()}).T
+    return out
