@@ -102,9 +102,11 @@ BRIDGE = ["How does {a} relate to {b}?", "Write a story that connects {a} and {b
 SUFFIXES = ["", " Keep it brief.", " Explain step by step.", " Give an example.", " Use simple language.",
             " Answer in a numbered list.", " Mention common mistakes.", " Be precise.", " Cite the key facts.",
             " Add a short summary at the end."]
-# Short on purpose: with chapter 07's student (SmolLM2's tokenizer cut to 4,096 tokens) a strong answer is about 40
-# tokens, and a whole training row (system + user turn + answer + end of turn) about 130 at most: inside
-# `training.max_length` (chapter 07 counts the rows that would be cut), and the judged answers fit their token budget.
+# Short and fixed on purpose: with chapter 07's student (SmolLM2's tokenizer cut to 4,096 tokens) a strong answer is
+# 31 tokens and a whole training row (system + user turn + answer + end of turn) about 110 at most, inside
+# `training.max_length` (chapter 07 counts the rows that would be cut). An answer names its quality tier only, so
+# the 2-layer student of the demo learns its three templates, and where they end, in 48 steps (an answer that
+# repeated the instruction's subject needs a copying mechanism that student does not learn, and it never stopped).
 QUALITY_TEXT = [
     "Weak answer: vague, misses the point",
     "Fair answer: the basics, one useful detail and a short example",
@@ -202,7 +204,7 @@ def demo_zoo(n: int = 3000, seed: int = 0) -> Zoo:
     scores = {rm: simulate_reward(quality, rm, seed) for rm in SIM_REWARD_MODELS}
     rng = np.random.default_rng([seed, 99])
     topic_idx = pd.Categorical(truth["topic"], categories=list(TOPICS)).codes
-    text, subject, kind = instruction_texts(topic_idx, rng)
+    text, _, kind = instruction_texts(topic_idx, rng)
     uuids = np.array([f"demo-{i:07d}" for i in range(n)], dtype=object)
     truth.index = pd.Index(uuids, name="uuid")
     truth["kind"] = kind
@@ -211,7 +213,7 @@ def demo_zoo(n: int = 3000, seed: int = 0) -> Zoo:
     default = scores[DEMO_DEFAULT_RM]
     bucket = np.digitize(default, np.quantile(default, [1 / 3, 2 / 3]))   # terciles of the default scorer
     quality_text = np.array(QUALITY_TEXT, dtype=object)[bucket]            # (n, m)
-    response = "[simulated] " + quality_text + " about " + np.repeat(subject[:, None], m, 1) + "."
+    response = "[simulated] " + quality_text + "."
     cols = {"uuid": np.repeat(uuids, m), "instruction": np.repeat(text, m), "model": np.tile(names, n),
             "response": response.ravel()}
     categorical = n > 200_000   # millions of rows stay in memory as dictionary-encoded strings
