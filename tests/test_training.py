@@ -400,7 +400,7 @@ def test_try_this_other_preference_methods_and_the_paper_lr(toy_run):
     assert h.loc[["simpo", "orpo"], "preference_loss_last"].notna().all() and h.loc["sft_full", "sft_nll_last"] > 0
     assert h.loc[["simpo", "orpo"], "sft_nll_last"].isna().all()
     fig = T.plot_loss_curves(T.loss_history(run, c))
-    assert [ax.get_title() for ax in fig.axes] == ["SFT NLL", "SimPO loss", "ORPO loss"]
+    assert [ax.get_title() for ax in fig.axes] == ["SFT NLL · lr 0.01", "SimPO loss · lr 0.001", "ORPO loss · lr 0.001"]
     slow = load_config(REPO / "params" / "demo.yaml", {**over, "training.learning_rate": 1e-5})
     assert (T.trained_systems(run, slow)["key"] != T.trained_systems(run, cfg)["key"]).all()
 
@@ -440,3 +440,20 @@ def test_loss_curves_figure_has_separate_panels_for_nll_and_preference_loss(toy_
     fig = T.plot_loss_curves(T.loss_history(run, c))
     assert [ax.get_title() for ax in fig.axes] == ["SFT NLL", "SimPO loss"]
     assert fig.axes[0].get_lines()[0].get_color() == T.subset_colours(["random"])["random"]
+
+
+def test_end_of_turn_coverage_counts_rows_cut_before_their_end_token(toy_run):
+    """Chapter 07: every demo row keeps its end-of-turn token inside max_length; a shorter limit cuts rows, counted
+    and named (the position is the template's own end token, checked against a hand-tokenized row)."""
+    run, _, over = toy_run
+    cfg = load_config(REPO / "params" / "demo.yaml", {**over, "training.max_length": 160})    # the demo's limit
+    cov = T.end_of_turn_coverage(run, cfg).set_index("subset")
+    assert (cov["share_kept"] == 1.0).all() and (cov["cut"] == 0).all() and (cov["first_cut"] == "").all()
+    short = load_config(REPO / "params" / "demo.yaml", {**over, "training.max_length": 70})
+    cut = T.end_of_turn_coverage(run, short).set_index("subset")
+    assert (cut["cut"] > 0).all() and (cut["kept"] + cut["cut"] == cut["rows"]).all()
+    row = T.training_rows(run, cfg, cut.index[0], "sft_full")[int(0)]
+    tok = cs.models.load_tokenizer(cfg.training.student)
+    T.use_end_of_turn(tok)
+    ids = tok(tok.apply_chat_template(row["messages"], tokenize=False), add_special_tokens=False)["input_ids"]
+    assert T.end_of_turn_positions(tok, [row])[0] == len(ids) - 2 and ids[-2] == tok.convert_tokens_to_ids("<|im_end|>")

@@ -25,6 +25,7 @@ class RunSection:
     root: str = "runs"                 # a relative path resolves against the params file's checkout
     seed: int = 0
     offline_demo: bool = True          # printed in every caption when true
+    verbose: bool = False              # print every step's "reused ..." line too (run.log always has them)
 
     def __post_init__(self):
         try:

@@ -6,13 +6,14 @@ from .parallel import threads
 from .progress import Progress, in_notebook, progress, since_import
 from .run import (CheckoutError, Run, check_name, check_unique, checkout_of, fingerprint, library_checkout_warning, log,
                   notebooks_dir, params_dir, repo_root, slug)
-from .step import Step, steps_computed
+from .step import Step, set_verbose, steps_computed
 from .store import (BadFileError, UnsafePathError, append_jsonl, atomic_write, check_inside, digest, locked,
                     read_json, read_jsonl, text_digest, update_json, write_json, write_parquet, write_text)
 
 __all__ = ["CheckoutError", "Run", "Step", "params_dir", "notebooks_dir", "checkout_of", "library_checkout_warning",
            "Progress", "progress", "since_import", "in_notebook", "check_name", "check_unique", "fingerprint", "log",
            "repo_root",
-           "slug", "steps_computed", "append_jsonl", "atomic_write", "digest", "locked", "read_json", "read_jsonl",
-           "text_digest", "threads", "update_json", "write_json", "write_parquet", "write_text", "BadFileError", "UnsafePathError",
+           "slug", "set_verbose", "steps_computed", "append_jsonl", "atomic_write", "digest", "locked", "read_json",
+           "read_jsonl", "text_digest", "threads", "update_json", "write_json", "write_parquet", "write_text",
+           "BadFileError", "UnsafePathError",
            "check_inside", "code_digest", "file_sha256", "tree_files"]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .content import caller_code, file_sha256
-from .step import Step
+from .step import Step, set_verbose
 from .store import BadFileError, check_inside, digest, read_json, register_root, update_json, write_text
 
 log = logging.getLogger("crowdselect")
@@ -129,6 +129,7 @@ class Run:
             root = repo_root() / root
         run = cls(root / check_name(cfg.run.name, "run.name"))
         run.dir.mkdir(parents=True, exist_ok=True)
+        set_verbose(cfg.run.verbose)
         _attach_log(run.dir / "run.log")
         write_text(cfg.to_yaml(), run.dir / "config.yaml")
         return run

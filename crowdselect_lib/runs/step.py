@@ -46,6 +46,13 @@ from .store import BadFileError, check_inside, digest, read_json, update_json, w
 
 log = logging.getLogger("crowdselect")
 STEP_LOG: list[tuple[str, str, str]] = []   # (status, stage/name, key) of every step this process resolved
+_SAY_REUSED = [False]                          # `run.verbose`: also print the "reused ..." lines (run.log has them all)
+
+
+def set_verbose(on: bool) -> None:
+    """`run.verbose`: print every step's status line; off (the default), only ``computing ...`` lines are printed,
+    at most one line per step, so a chapter reads without a ``reused ...`` line under nearly every cell."""
+    _SAY_REUSED[0] = bool(on)
 _BAD_PART = ("", ".", "..")
 
 
@@ -169,13 +176,14 @@ class Step:
         return p
 
     def announce(self, say: Callable[[str], None] | None = print) -> "Step":
-        """Print and log whether the step is reused or computed; a reused step becomes ``latest``."""
+        """Print (a reused step only with `set_verbose`) and log whether the step is reused or computed; a reused
+        step becomes ``latest``."""
         done = self.done
         status = "reused" if done else "computing"
         pending = self.pending if not done else []
         wait = f"; its key is final once its inputs {', '.join(pending)} are computed" if pending else ""
         STEP_LOG.append((status, self.label, self.key))
-        if say is not None:
+        if say is not None and (not done or _SAY_REUSED[0]):
             say(f"{status} {self.label} ({self.key}{wait})")
         log.info("%s %s (%s%s)", status, self.label, self.key, wait)
         if done:
