@@ -206,22 +206,25 @@ def build_table(cfg, table: str, scores: pd.DataFrame) -> pd.DataFrame:
 # ------------------------------------------------------------------ short views for the chapter
 
 def grid_summary(cfg, scores: pd.DataFrame) -> pd.DataFrame:
-    """One line per grid cell: label, the paper group it sits beside, its overrides, systems judged."""
+    """One line per grid cell: label, the paper group it sits beside, its overrides, systems judged (each trained
+    (subset, method) and each untouched model: chapter 08's systems)."""
     labels, groups, over = cell_labels(cfg), paper_groups(cfg), cell_overrides(cfg)
-    judged = scores.groupby("cell")["subset"].nunique() if len(scores) else pd.Series(dtype=int)
+    judged = scores.drop_duplicates(["cell", "subset", "method"]).groupby("cell").size() if len(scores) else \
+        pd.Series(dtype=int)
     return pd.DataFrame({"cell": list(labels), "label": list(labels.values()),
                          "paper group": [groups[c] for c in labels], "overrides": [over.get(c, {}) for c in labels],
                          "systems judged": [int(judged.get(c, 0)) for c in labels]}).set_index("cell")
 
 
 def scores_summary(scores: pd.DataFrame) -> pd.DataFrame:
-    """Judged systems, one line each: cell, subset, method, then the mean score per benchmark (n = rows averaged)."""
+    """Judged systems, one line each: cell, subset, method, then the mean score per benchmark and ``runs`` (the
+    runs averaged per benchmark: training seeds x judge samples; 1 = one run, no spread)."""
     if scores.empty:
-        return pd.DataFrame(columns=["cell", "subset", "method", "n"])
+        return pd.DataFrame(columns=["cell", "subset", "method", "runs"])
     s = scores.assign(method=scores["method"].replace("", "(untouched)"),
                       benchmark=scores["benchmark"].map(BENCHMARK_LABELS).fillna(scores["benchmark"]))
     wide = s.pivot_table(index=["cell", "subset", "method"], columns="benchmark", values="score", aggfunc="mean")
-    wide["n"] = s.groupby(["cell", "subset", "method"]).size()
+    wide["runs"] = s.groupby(["cell", "subset", "method", "benchmark"]).size().groupby(level=[0, 1, 2]).max()
     return wide.round(3)
 
 
