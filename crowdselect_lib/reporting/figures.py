@@ -22,6 +22,9 @@ from .registry import caption, table_spec
 from .render import comparison, table_options
 
 
+SCALE_TOP = {"MT-Bench": 10.0, "Arena-Hard": 100.0}   # the top of each benchmark's scale (a bar's axis)
+
+
 def _split(c: pd.DataFrame) -> pd.DataFrame:
     """Add ``group`` and ``bench`` from rows named "<group> / <benchmark>"."""
     parts = c["row"].str.rsplit(" / ", n=1)
@@ -55,9 +58,8 @@ def figure3_bars(c: pd.DataFrame, title: str, benchmarks=("MT-Bench", "Arena-Har
                        color=plots.color(method, k), edgecolor="white", linewidth=0.5)
             ax.set_xticks(range(len(groups)), [g.replace(" ≙ ", "\n≙ ") for g in groups], fontsize=8)
             ax.set_ylabel(f"{bench} ({'proxy judge' if side == 'ours' and 'demo' in title else side})", fontsize=9)
-            lo = np.nanmin(m[side] + m[f"{side}_lo"].fillna(0))
             hi = np.nanmax(m[side] + m[f"{side}_hi"].fillna(0))    # room for the error bars
-            ax.set_ylim(max(0.0, lo - 0.15 * (hi - lo + 1e-9) - 0.5), hi + 0.15 * (hi - lo + 1e-9) + 0.5)
+            ax.set_ylim(0, max(1.05 * hi, SCALE_TOP.get(bench, 0)))  # bars from 0, on the benchmark's whole scale
             ax.set_title(f"{bench} · {side}", fontsize=9)
     legend = {lab: h for ax in axes.flat for h, lab in zip(*ax.get_legend_handles_labels())}
     fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=min(8, len(legend)), fontsize=8, frameon=False)
