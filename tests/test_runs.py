@@ -92,7 +92,11 @@ def test_duplicate_names_rejected():
 
 
 def test_run_name_outside_the_root_is_rejected(tmp_path):
-    cfg = load_config(None, {"run.root": str(tmp_path), "run.name": "../../../x"})
+    # refused when the config loads, and again by Run for a config changed after loading
+    with pytest.raises(ValueError, match="run.name '../../../x' is not a plain name"):
+        load_config(None, {"run.root": str(tmp_path), "run.name": "../../../x"})
+    cfg = load_config(None, {"run.root": str(tmp_path)})
+    cfg.run.name = "../../../x"
     with pytest.raises(ValueError, match="run.name '../../../x' is not a plain name"):
         Run.from_config(cfg)
 
