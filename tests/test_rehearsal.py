@@ -9,7 +9,7 @@ folder at local copies and shrink the sizes.
   end-of-turn special tokens) and Qwen2.5-3B-Instruct (`Qwen2ForCausalLM`, the ChatML template), 2 layers, random;
 - a local OpenAI-compatible judge (tests/fake_openai.py); MT-Bench and Arena-Hard from the reference data.
 
-The chapters' own library calls run in chapter order, in one process (papermill would start a kernel per chapter
+Preflight checks the folders and plans the run first; the chapters' own library calls then run in chapter order, in one process (papermill would start a kernel per chapter
 and cell, well over CI's budget); the report chapter's calls then render Table 2.
 """
 from __future__ import annotations
@@ -22,6 +22,9 @@ import pytest
 import torch
 
 import crowdselect_lib as cs
+from crowdselect_lib import pipeline
+from crowdselect_lib.preflight import cells as preflight_cells
+from crowdselect_lib.preflight import check_bench_dir, check_zoo_dir, plan
 from crowdselect_lib.reporting import cell_configs
 from fake_openai import FakeOpenAI
 from tests.conftest import REPO
@@ -159,29 +162,35 @@ def stand_ins(tmp_path_factory):
             "qwen": qwen25_student(root / "students" / "Qwen2.5-3B-Instruct")}
 
 
-def lab_overrides(s, shared_data, judge_url) -> dict:
-    """What a lab sets on top of params/table02.yaml to run it on its own copies of the data and models (each a
-    ``--set KEY=VALUE`` of `pipeline table`), shrunk to CI size."""
-    grid = [{"name": "llama32_3b_instruct", "label": "Llama-3.2-3B-Instruct",
-             "overrides": {"training.student": str(s["llama"])}},
-            {"name": "qwen25_3b_instruct", "label": "Qwen2.5-3B-Instruct",
-             "overrides": {"training.student": str(s["qwen"])}}]
-    return {"run.root": str(s["root"] / "runs"),
-            "zoo.data_dir": str(s["zoo"]),
-            "scoring.reward_models": ["Skywork-Reward-Llama-3.1-8B", "Skywork-Reward-Gemma-2-27B"],
-            "scoring.model_dir": str(s["reward_models"]), "scoring.score_all": True, "scoring.verify_sample": 16,
-            "scoring.max_length": 64, "scoring.batch_size": 32, "scoring.dtype": "float32",
-            "embedding.model": "all-MiniLM-L6-v2", "embedding.task": None, "embedding.trust_remote_code": False,
-            "embedding.pooling": "model", "embedding.batch_size": 64,
-            "clustering.n_clusters": 2, "clustering.n_init": 2, "selection.k": 8,
-            "baselines.methods": ["random"], "baselines.tokenizer": str(s["llama"]),
-            "training.student": str(s["llama"]), "training.seeds": [42], "training.max_steps": 1,
-            "training.global_batch_size": 2, "training.warmup_steps": 0, "training.max_length": 128,
-            "training.learning_rate": 1.0e-3,
-            "judge.judge_base_url": judge_url, "judge.judge_api_key_env": KEY_ENV, "judge.confirm_cost": True,
-            "judge.data_dir": str(shared_data), "judge.n_questions": 2, "judge.anchor": str(s["llama"]),
-            "judge.mt_bench_max_new_tokens": 6, "judge.arena_hard_max_new_tokens": 6, "judge.n_bootstrap": 10,
-            "tables.grid": grid, "tables.rows": ROWS}
+def lab_params(s, shared_data, judge_url) -> tuple:
+    """What a lab writes to run Table 2 on its own copies of the data and models: a params file over
+    params/table02.yaml naming its folders and students, and ``--set KEY=VALUE`` lines (those of `pipeline table`)
+    shrinking the run to CI size. Returns (params file, overrides as `parse_sets` reads the --set lines)."""
+    from crowdselect_lib.config import parse_sets
+
+    params = {"base": str(REPO / "params" / "table02.yaml"),
+              "run": {"root": str(s["root"] / "runs")},
+              "zoo": {"data_dir": str(s["zoo"])},
+              "scoring": {"reward_models": ["Skywork-Reward-Llama-3.1-8B", "Skywork-Reward-Gemma-2-27B"],
+                          "model_dir": str(s["reward_models"]), "score_all": True},
+              "baselines": {"tokenizer": str(s["llama"])},
+              "training": {"student": str(s["llama"])},
+              "judge": {"judge_base_url": judge_url, "judge_api_key_env": KEY_ENV, "confirm_cost": True,
+                        "data_dir": str(shared_data), "anchor": str(s["llama"])},
+              "tables": {"grid": [{"name": "llama32_3b_instruct", "label": "Llama-3.2-3B-Instruct",
+                                   "overrides": {"training.student": str(s["llama"])}},
+                                  {"name": "qwen25_3b_instruct", "label": "Qwen2.5-3B-Instruct",
+                                   "overrides": {"training.student": str(s["qwen"])}}]}}
+    path = s["root"] / "my_table02.yaml"
+    path.write_text(json.dumps(params, indent=1))        # JSON is YAML
+    sets = ["scoring.verify_sample=16", "scoring.max_length=64", "scoring.batch_size=32", "scoring.dtype=float32",
+            "embedding.model=all-MiniLM-L6-v2", "embedding.task=null", "embedding.trust_remote_code=false",
+            "embedding.pooling=model", "clustering.n_clusters=2", "clustering.n_init=2", "selection.k=8",
+            "baselines.methods=[random]", "training.seeds=[42]", "training.max_steps=1",
+            "training.global_batch_size=2", "training.warmup_steps=0", "training.max_length=128",
+            "training.learning_rate=1.0e-3", "judge.n_questions=2", "judge.mt_bench_max_new_tokens=6",
+            "judge.arena_hard_max_new_tokens=6", "judge.n_bootstrap=10", f"tables.rows=[{', '.join(ROWS)}]"]
+    return path, parse_sets(sets)
 
 
 def chapters(run, cfg) -> dict:
@@ -202,9 +211,17 @@ def chapters(run, cfg) -> dict:
 def test_table2_real_path_on_tiny_stand_ins(stand_ins, shared_data, monkeypatch):
     monkeypatch.setenv(KEY_ENV, "sk-rehearsal")
     with FakeOpenAI(replies=judge_reply, model=SERVED, max_requests=2000) as judge_srv:
-        cfg = cs.load_config(REPO / "params" / "table02.yaml", lab_overrides(stand_ins, shared_data,
-                                                                              judge_srv.base_url))
+        cfg = cs.load_config(*lab_params(stand_ins, shared_data, judge_srv.base_url))
         assert not cfg.run.offline_demo and cfg.zoo.source == "magpie" and cfg.judge.judge == "llm"
+        # preflight first, as a lab would: the folders pass their loaders' schemas, the plan has the real zoo size
+        # and only the trainings Table 2 prints, and the cost gates are open
+        check, size = check_zoo_dir(cfg)
+        assert check.status == "OK" and size == (N_ROWS, len(ZOO_MODELS))
+        assert [c.status for c in check_bench_dir(cfg)] == ["OK", "OK"]
+        p = plan(preflight_cells(cfg), zoo_sizes={cfg.zoo.data_dir: size})
+        assert p.row("embedding").count == N_ROWS
+        assert p.row("train sft_full").count == (len(ROWS) - 1) * 2          # 3 printed subsets x 2 students x 1 seed
+        pipeline.check_gates(cfg)
         run = cs.Run.from_config(cfg)
         cells = cell_configs(cfg)
         out = {name: chapters(run, ccfg) for name, ccfg in cells.items()}
