@@ -10,6 +10,7 @@ import pytest
 
 from crowdselect_lib.__main__ import main
 from crowdselect_lib.metrics import family_table
+from crowdselect_lib.runs.step import STEP_LOG
 from crowdselect_lib.zoo import ZooError, load_zoo
 
 MODELS = "model,family,size_b\nm-small,fam,1\nm-big,fam,7\nsolo,other,3\n"
@@ -105,6 +106,7 @@ def test_select_writes_50_chat_rows_and_a_second_call_reuses_everything(alpacaev
     first = capsys.readouterr().out
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     assert len(rows) == 50 and all([m["role"] for m in r["messages"]] == ["user", "assistant"] for r in rows)
+    assert "4 computed, 0 reused (-)" in first
     assert "crowd: 147 instructions x 56 models" in first and "3 instruction(s) dropped" in first
     assert "chose 50 of 147" in first and "equal quotas per cluster" in first
     assert sum(int(line.split()[3]) for line in first.splitlines() if line[:7].strip().isdigit()) == 50
@@ -113,8 +115,7 @@ def test_select_writes_50_chat_rows_and_a_second_call_reuses_everything(alpacaev
     assert main(args) == 0
     second = capsys.readouterr().out
     assert "computing" not in second, second
-    assert [x.split()[1] for x in second.splitlines() if x.startswith("reused")] == [
-        "zoo/local", "metrics/gpt4_preference", "selections/crowdselect"]
+    assert "0 computed, 3 reused (metrics/gpt4_preference, selections/crowdselect, zoo/local)" in second
     assert [json.loads(x) for x in out.read_text().splitlines()] == rows
 
 
@@ -168,8 +169,9 @@ def test_build_a_crowd_from_instructions_then_select(tmp_path, capsys):
     capsys.readouterr()
     again = cs.zoo.generate_answers(run, instructions, models, cfg.llm, max_new_tokens=4, temperature=1.0)
     assert again.equals(answers) and cs.scoring.score_crowd(run, cfg, again).equals(crowd)
-    assert [x.split()[:2] for x in capsys.readouterr().out.splitlines()] == [["reused", "crowd/answers"],
-                                                                           ["reused", "crowd/scored"]]
+    assert [(status, label) for status, label, _ in STEP_LOG[-2:]] == [("reused", "crowd/answers"),
+                                                                       ("reused", "crowd/scored")]
+    assert "computing" not in capsys.readouterr().out
     out = tmp_path / "subset.jsonl"
     assert main(["select", "--zoo", str(folder), "--k", "10", "--out", str(out), "--run", str(tmp_path / "sel"),
                  "--clusters", "1"]) == 0

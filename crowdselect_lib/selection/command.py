@@ -26,6 +26,7 @@ import pandas as pd
 from ..config import ConfigError, load_config
 from ..metrics import METRICS, family_table, load_run_metrics
 from ..runs import Run
+from ..runs.step import STEP_LOG
 from ..zoo import ZooError, load_run_zoo, zoo_reward_models
 from .run import load_run_selection, selection_reports
 from .score import percentile_ranks
@@ -128,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.reward_model and args.reward_model not in have:
             raise ZooError(f"--reward-model {args.reward_model!r} is not a score column of the crowd; it has {have}")
         run = Run.from_config(cfg)
+        first = len(STEP_LOG)
         zoo = load_run_zoo(run, cfg)
         metrics = load_run_metrics(run, cfg)
         table = load_run_selection(run, cfg, SUBSET)
@@ -136,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ZooError, ConfigError, ValueError, KeyError, OSError) as e:
         print(f"error: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)
         return 2
+    computed = {label for status, label, _ in STEP_LOG[first:] if status == "computing"}
+    reused = sorted({label for _, label, _ in STEP_LOG[first:]} - computed)
+    print(f"steps in {run.dir}: {len(computed)} computed, {len(reused)} reused ({', '.join(reused) or '-'})")
     for line in explain(zoo, metrics, table, report, cfg):
         print(line)
     print(f"wrote {len(table)} {args.format} rows to {path}")
