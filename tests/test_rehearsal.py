@@ -63,9 +63,21 @@ QWEN25_TEMPLATE = (
     "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}")
 
 
+# The pre-tokenizer split of Llama 3 (and Qwen2): newlines are their own pre-tokens, so a prompt ending in
+# "<|end_header_id|>\n\n" stays a token prefix of prompt + answer (GPT-2's split, SmolLM2's, merges "\n" into the answer).
+LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
+                r"\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
 def _tokenizer(special: list[str], template: str, bos: str | None, eos: str, pad: str):
-    """SmolLM2's BPE cut to 4,096 tokens (the tiny student's, `models.truncated_bpe`) + the family's special tokens."""
+    """SmolLM2's BPE cut to 4,096 tokens (the tiny student's, `models.truncated_bpe`) with Llama 3's pre-tokenizer
+    split and the family's special tokens."""
+    from tokenizers import Regex, pre_tokenizers
+
     tok = cs.models.load_tokenizer("tiny-llama")
+    tok.backend_tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(LLAMA3_SPLIT), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     tok.add_special_tokens({"additional_special_tokens": special})
     tok.bos_token, tok.eos_token, tok.pad_token = bos, eos, pad
     tok.chat_template = template
@@ -245,8 +257,12 @@ def test_table2_real_path_on_tiny_stand_ins(stand_ins, shared_data, monkeypatch)
     for name, opening, eot in (("llama32_3b_instruct", "<|start_header_id|>assistant<|end_header_id|>\n\n",
                                 "<|eot_id|>"), ("qwen25_3b_instruct", "<|im_start|>assistant\n", "<|im_end|>")):
         tok = cs.models.load_tokenizer(cs.training.trained_systems(run, cells[name])["path"].iloc[0])
-        prompt = tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
+        chat = [{"role": "user", "content": "Explain rain."}]
+        prompt = tok.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
         assert prompt.endswith(opening) and tok.eos_token == eot, (name, prompt)
+        full = tok.apply_chat_template([*chat, {"role": "assistant", "content": "Clouds cool."}], tokenize=False)
+        ids, full_ids = (tok(t, add_special_tokens=False)["input_ids"] for t in (prompt, full))
+        assert full_ids[:len(ids)] == ids, name        # trained on the context it answers in
     # every judged number is the fake judge's: MT-Bench 7.0, Arena-Hard 50 (ties against the anchor)
     judged = pd.concat([o["scores"] for o in out.values()], ignore_index=True)
     assert judge_srv.served > 0 and set(judged["served_model"]) == {SERVED}
