@@ -223,7 +223,8 @@ def chapters(run, cfg) -> dict:
 def test_table2_real_path_on_tiny_stand_ins(stand_ins, shared_data, monkeypatch):
     monkeypatch.setenv(KEY_ENV, "sk-rehearsal")
     with FakeOpenAI(replies=judge_reply, model=SERVED, max_requests=2000) as judge_srv:
-        cfg = cs.load_config(*lab_params(stand_ins, shared_data, judge_srv.base_url))
+        params_file, sets = lab_params(stand_ins, shared_data, judge_srv.base_url)
+        cfg = cs.load_config(params_file, sets)
         assert not cfg.run.offline_demo and cfg.zoo.source == "magpie" and cfg.judge.judge == "llm"
         # preflight first, as a lab would: the folders pass their loaders' schemas, the plan has the real zoo size
         # and only the trainings Table 2 prints, and the cost gates are open
@@ -242,6 +243,7 @@ def test_table2_real_path_on_tiny_stand_ins(stand_ins, shared_data, monkeypatch)
         results = {t: cs.reporting.build_table(cfg, t, scores) for t in cs.reporting.tables_to_render(cfg)}
         paper = cs.reporting.paper_numbers(version=cfg.tables.version)
         cs.reporting.write_tables(run, cfg, results, paper, cs.reporting.paper_numbers(version="v1"))
+        manifest_line = cs.reporting.write_manifest(run, cfg, params_file)
     first = out["llama32_3b_instruct"]
     # the Magpie zoo, scored by both reward-model shapes on every row
     assert first["zoo"].scores("Skywork-Reward-Llama-3.1-8B").shape == (N_ROWS, len(ZOO_MODELS))
@@ -284,3 +286,7 @@ def test_table2_real_path_on_tiny_stand_ins(stand_ins, shared_data, monkeypatch)
     assert len(judged) == 18 and (judged["n_failed"] == 0).all() and (judged["n_valid"] == 4).all()
     sent = [json.dumps(b["messages"], sort_keys=True) for b in judge_srv.served_bodies]
     assert 0 < len(sent) == len(set(sent))
+    # the manifest names the model the judge server said it served, per cell (not only the one asked for)
+    assert manifest_line.endswith(f"judge served {SERVED}")
+    manifest = json.loads((run.dir / "tables" / "manifest_2.json").read_text())
+    assert [c["judge_served"] for c in manifest["cells"].values()] == [[SERVED], [SERVED]]
