@@ -222,7 +222,7 @@ def chapters(run, cfg) -> dict:
 
 def test_table2_real_path_on_tiny_stand_ins(stand_ins, shared_data, monkeypatch):
     monkeypatch.setenv(KEY_ENV, "sk-rehearsal")
-    with FakeOpenAI(replies=judge_reply, model=SERVED, max_requests=2000) as judge_srv:
+    with FakeOpenAI(replies=judge_reply, model=SERVED, max_requests=2000, lifetime_s=900) as judge_srv:
         params_file, sets = lab_params(stand_ins, shared_data, judge_srv.base_url)
         cfg = cs.load_config(params_file, sets)
         assert not cfg.run.offline_demo and cfg.zoo.source == "magpie" and cfg.judge.judge == "llm"
