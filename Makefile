@@ -32,12 +32,14 @@ $(STAMP): pyproject.toml constraints.txt
 demo: setup
 	$(OFFLINE) $(BIN)/python -m crowdselect_lib.pipeline demo --params params/demo.yaml
 
-# Chapters 01-06 on the real 56-model AlpacaEval crowd (no GPU); ZOO_DIR = a local copy, else downloaded.
+# All nine chapters on the real 56-model AlpacaEval crowd (no GPU): SmolLM2-135M trained on each subset, the held-out
+# loss instead of a judge (params/alpacaeval.yaml). ZOO_DIR = a local copy, else downloaded. ALPACAEVAL_SET adds
+# overrides, e.g. ALPACAEVAL_SET="--set selection.k=8 --set judge.heldout_items=10".
 ZOO_DIR ?=
+ALPACAEVAL_SET ?=
 alpacaeval: setup
 	$(if $(ZOO_DIR),$(OFFLINE) )$(BIN)/python -m crowdselect_lib.pipeline demo --params params/alpacaeval.yaml \
-		--only download,reward_scoring,base_metrics,clustering,crowdselect,baselines \
-		$(if $(ZOO_DIR),--set zoo.data_dir=$(abspath $(ZOO_DIR)))
+		$(if $(ZOO_DIR),--set zoo.data_dir=$(abspath $(ZOO_DIR))) $(ALPACAEVAL_SET)
 
 test: setup
 	$(OFFLINE) $(BIN)/python -m pytest $(PYTEST_ARGS)

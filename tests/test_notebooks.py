@@ -87,11 +87,13 @@ def test_the_demo_comparison_is_table_2_with_rows_labelled_by_what_produced_them
     t2md = (run_dir / "tables" / "table02.md").read_text()
     assert "≙ Llama-3.2-3B-Instruct" in t2md and " · Δ |" not in t2md and "proxy judge) |" in t2md
     assert "proxy judge" in t2md and "inconsistency:" in t2md
+    assert " · vs Random |" in t2md and " · vs base |" in t2md            # every row against Random and the base
+    assert {"versus.csv", "ledger.csv"} <= {p.name for p in (run_dir / "tables").iterdir()}
     figs = {p.name for p in cs.reporting.figures_dir(cfg).iterdir()}
     assert {"table02.png", "table02.pdf", "table17.png"} <= figs
     index = (REPO / "figures" / "README.md").read_text()
     chapter_figs = {n for n in figs if n.startswith("ch")}
-    assert {f"ch0{i}" for i in range(1, 9)} == {n[:4] for n in chapter_figs}      # every chapter saves a figure
+    assert {f"ch0{i}" for i in range(1, 10)} == {n[:4] for n in chapter_figs}     # every chapter saves a figure
     assert all(f"`{n}`" in index for n in chapter_figs if n.endswith(".png"))     # and figures/README.md says what
 
 

@@ -2,9 +2,11 @@
 on demand whenever a later chapter asks for them.
 
 - Random: k instructions drawn uniformly (seeded; `baselines.random_draw`: Python's `random.sample`, as the
-  official script, or numpy). Answer: the best one (official `random_choose_1k.py`, which
-  samples the best-answer file with seeds 1-6) or, `baselines.random_response: random`, a random one of the zoo's
-  answers (the paper's text, appendix B.3). ``random`` uses `baselines.random_seed`, ``random_s<N>`` seed N.
+  official script, or numpy). Answer: by default the method's own strategy (`baselines.random_response: selection`
+  = `selection.response`, eq. 2's best unless changed: the official `random_choose_1k.py` samples the best-answer
+  file with seeds 1-6, and a Random answered like the method differs from it in its instructions only), or
+  `random`, a random one of the zoo's answers (the paper's text, appendix B.3). ``random`` uses
+  `baselines.random_seed`, ``random_s<N>`` seed N.
 - Length: the instruction's token count under `baselines.tokenizer` (paper: Llama-3.2-3B-Instruct); top-k long or
   bottom-k short, ties by uuid (the official script keeps dataset order). Official pairing (`choose_long_1k.py`,
   `choose_short_1k.py`): a long instruction with its longest answer, a short one with its shortest NON-EMPTY answer,
@@ -100,7 +102,7 @@ def reward_pick(zoo, k: int, direction: str, reward_model: str, rule: str = "off
 
 def _random(ctx: Context) -> Picked:
     b = ctx.cfg.baselines
-    return random_pick(ctx.zoo, ctx.k, random_seed_of(ctx.cfg, ctx.name), b.random_response, b.random_draw)
+    return random_pick(ctx.zoo, ctx.k, random_seed_of(ctx.cfg, ctx.name), random_response_of(ctx.cfg), b.random_draw)
 
 
 def _length(ctx: Context) -> Picked:
@@ -112,9 +114,15 @@ def _reward(ctx: Context) -> Picked:
     return reward_pick(ctx.zoo, ctx.k, ctx.name.split("_")[1], ctx.reward_model, ctx.cfg.baselines.reward_bottom_rule)
 
 
+def random_response_of(cfg) -> str:
+    """Random's answer strategy: `baselines.random_response`, where ``selection`` = the method's (`selection.response`)."""
+    r = cfg.baselines.random_response
+    return cfg.selection.response if r == "selection" else r
+
+
 def _random_settings(cfg, name):
     b = cfg.baselines
-    return {"seed": random_seed_of(cfg, name), "response": b.random_response, "draw": b.random_draw}
+    return {"seed": random_seed_of(cfg, name), "response": random_response_of(cfg), "draw": b.random_draw}
 
 
 def _length_settings(cfg, name):

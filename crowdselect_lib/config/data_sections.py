@@ -18,6 +18,7 @@ class ZooConfig:
     limit: Optional[int] = None        # keep only the first `limit` instructions of a real zoo
     reward_models: Optional[list[str]] = None   # None = all reward models of the source
     drop_incomplete: bool = False      # drop instructions missing a model's answer/score (counted, recorded)
+    holdout_fraction: float = 0.0      # share of instructions held out, never selectable (the held-out loss's items)
 
     def __post_init__(self):
         self.data_dir = home(self.data_dir, "zoo.data_dir")
@@ -26,7 +27,8 @@ class ZooConfig:
             ("limit", self.limit is None or self.limit >= 1, "must be >= 1 or null"),
             ("reward_models", self.reward_models is None or len(self.reward_models) > 0,
              "is empty: list reward models, or null for all of the zoo's"),
-            ("data_dir", self.data_dir is None or bool(self.data_dir.strip()), "must be a folder or null")])
+            ("data_dir", self.data_dir is None or bool(self.data_dir.strip()), "must be a folder or null"),
+            ("holdout_fraction", 0.0 <= self.holdout_fraction < 1.0, "must be within [0, 1)")])
 
 
 @dataclass

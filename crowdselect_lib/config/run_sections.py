@@ -74,7 +74,10 @@ class BaselinesConfig:
     methods: list[str] = field(default_factory=lambda: [
         "random", "length_top", "length_bottom", "reward_top", "reward_bottom", "direct_score",
         "direct_score_bottom", "instag", "ifd_no_pre", "ifd_pre"])
-    random_response: Literal["best", "random"] = "best"  # official script: best answers; paper text: a random one
+    # Random's answers: `selection` = the method's own response choice (`selection.response`; eq. 2's best by
+    # default, as the official script pairs them), so Random differs from the method in its instructions only (a
+    # fair Random, issue 24); best | random = that strategy whatever the method uses (paper text: a random one)
+    random_response: Literal["selection", "best", "random"] = "selection"
     random_seed: int = 1               # seed of "random" (official script: six files, seeds 1..6: random_s2..s6)
     random_draw: Literal["python", "numpy"] = "python"   # python: the official random.seed(s); random.sample(...)
     tokenizer: str = "meta-llama/Llama-3.2-3B-Instruct"   # Length counts tokens of this tokenizer (appendix B.3)
@@ -246,7 +249,7 @@ class JudgeConfig:
     offline_standin: bool = False      # no data_dir and the download fails: packaged stand-ins (offline demo only)
     n_questions: Optional[int] = None  # questions per benchmark; None = all (80 / 500)
     pick: Literal["round_robin", "shortest"] = "round_robin"   # which n_questions (shortest: cheap on a CPU)
-    judge: Literal["proxy", "llm"] = "llm"
+    judge: Literal["proxy", "llm", "heldout_loss"] = "llm"   # heldout_loss: no judge (`judge.heldout`, issue 24)
     judge_model: str = "deepseek-ai/DeepSeek-V3"
     judge_base_url: Optional[str] = "https://api.together.xyz/v1"
     judge_api_key_env: str = "TOGETHER_API_KEY"
@@ -277,6 +280,8 @@ class JudgeConfig:
     max_calls_without_confirm: int = 200
     price_per_mtok_in: Optional[float] = None   # USD per million prompt tokens (preflight's cost estimate)
     price_per_mtok_out: Optional[float] = None  # USD per million completion tokens; None = no dollar estimate
+    heldout_items: Optional[int] = None    # judge heldout_loss: the first N held-out instructions; None = all
+    heldout_max_length: int = 256          # judge heldout_loss: tokens of prompt + reference answer per item
 
     def __post_init__(self):
         rules = [("judge_max_concurrency", self.judge_max_concurrency >= 1, "must be >= 1"),
@@ -288,6 +293,8 @@ class JudgeConfig:
                  ("mt_bench_max_new_tokens", self.mt_bench_max_new_tokens >= 1, "must be >= 1"),
                  ("arena_hard_max_new_tokens", self.arena_hard_max_new_tokens >= 1, "must be >= 1"),
                  ("n_bootstrap", self.n_bootstrap >= 1, "must be >= 1"),
+                 ("heldout_items", self.heldout_items is None or self.heldout_items >= 1, "must be >= 1 or null"),
+                 ("heldout_max_length", self.heldout_max_length >= 16, "must be >= 16"),
                  ("max_calls_without_confirm", self.max_calls_without_confirm >= 0, "must be >= 0"),
                  ("price_per_mtok_in", self.price_per_mtok_in is None or 0 <= self.price_per_mtok_in < float("inf"),
                   "must be a finite number >= 0 (USD per million tokens) or null"),

@@ -37,6 +37,7 @@ import yaml
 
 from ..runs import read_jsonl as runs_read_jsonl
 from ..runs import digest, write_text
+from ..zoo import heldout_items
 
 FASTCHAT = "https://raw.githubusercontent.com/lm-sys/FastChat/0e6e7fdc78bf64aceea1508694ce4e6472810b8b/fastchat/llm_judge/data/"
 ARENA = "https://raw.githubusercontent.com/lmarena/arena-hard-auto/"
@@ -54,6 +55,8 @@ FILES = {
 }
 FOLDERS = {"mt_bench": "mt_bench", "arena_hard": "arena_hard_v0.1"}
 MT_BENCH_REFERENCE_CATEGORIES = ("math", "reasoning", "coding")   # FastChat NEED_REF_CATS
+HELDOUT = "heldout_loss"      # `judge.judge: heldout_loss`: no benchmark, the held-out split's reference answers
+HELDOUT_LABEL = "held-out loss (nats per token of GPT-4-turbo's reference answer; lower is better)"
 STANDIN_NOTE = "offline stand-in, proxy judge only: not MT-Bench / Arena-Hard"
 
 
@@ -305,9 +308,20 @@ def load_run_benchmarks(run, cfg) -> dict[str, Benchmark]:
     """The benchmarks of `judge.benchmarks`, each cut to `judge.n_questions` by `judge.pick`: from `judge.data_dir`,
     else downloaded once into ``<run>/cache/benchmarks/`` (else, with `judge.offline_standin`, the stand-ins)."""
     j = cfg.judge
+    if j.judge == HELDOUT:                  # no benchmark: the held-out split's reference answers (`heldout`)
+        return {HELDOUT: heldout_benchmark(run, cfg)}
     return {name: load_benchmark(name, j.data_dir, cache_dir=run.dir / "cache" / "benchmarks",
                                  allow_standin=j.offline_standin).head(j.n_questions, j.pick)
             for name in j.benchmarks}
+
+
+def heldout_benchmark(run, cfg) -> Benchmark:
+    """The held-out instructions as a one-turn benchmark with their reference answers (`judge.heldout`; what
+    chapter 08 lists in place of MT-Bench and Arena-Hard when `judge.judge` is ``heldout_loss``)."""
+    t = heldout_items(run, cfg)
+    q = pd.DataFrame({"question_id": t["uuid"], "category": t["dataset"], "turns": [[x] for x in t["instruction"]]})
+    return Benchmark(HELDOUT, q, {u: [r] for u, r in zip(t["uuid"], t["reference"])}, {}, None,
+                     f"zoo {cfg.zoo.source}, held-out split", False, HELDOUT_LABEL)
 
 
 _LOADED: dict[tuple, dict[str, Benchmark]] = {}

@@ -16,7 +16,8 @@ import pandas as pd
 from .. import training
 from ..escaping import literal_figure_text
 from .answers import anchor_system, load_answers, systems_table
-from .benchmarks import benchmarks_for
+from .benchmarks import HELDOUT, HELDOUT_LABEL, benchmarks_for
+from .heldout import heldout_mode, heldout_step, mean_with_interval
 from .proxy import LABEL as PROXY_LABEL
 from .run import (JudgeNotRun, judge_identity, judged_benchmark, judgments_step, run_all_answers,
                   run_all_judgments)
@@ -124,12 +125,74 @@ def _score_rows(run, cfg, systems: pd.DataFrame, benches) -> pd.DataFrame:
     return out.assign(judge=f"{ident['backend']}:{ident['model']}", anchor=anchor).reindex(columns=SCORE_COLUMNS)
 
 
+def heldout_losses(run, cfg) -> pd.DataFrame:
+    """``system, uuid, loss`` of every system whose losses are measured (a missing one is an error naming it)."""
+    frames = []
+    for row in systems_table(run, cfg).to_dict("records"):
+        st = heldout_step(run, cfg, row["system"], row)
+        if not st.done:
+            raise JudgeNotRun(f"system {row['system']!r} has no held-out losses yet (step {st.label} {st.key}): run "
+                              "chapter 08 (cs.judge.run_all_judgments(run, cfg))")
+        frames.append(pd.read_parquet(st.dir / "losses.parquet").assign(system=row["system"]))
+    return pd.concat(frames, ignore_index=True)
+
+
 def judged_scores(run, cfg, benches: dict | None = None) -> pd.DataFrame:
     """The tidy score table (module docstring): reused when its step is done, else computed from finished
     judgments (a system not judged yet is a `JudgeNotRun` naming it)."""
     systems = systems_table(run, cfg)
+    if heldout_mode(cfg):
+        return _heldout_rows(run, cfg, systems)
     st = scores_step(run, cfg, benches)
     return st.table(lambda: _score_rows(run, cfg, systems, benches), "scores.parquet")
+
+
+def _heldout_rows(run, cfg, systems: pd.DataFrame) -> pd.DataFrame:
+    """The score table with the held-out loss: per system its mean loss and the 95% bootstrap interval over items."""
+    losses = heldout_losses(run, cfg)
+    rows = []
+    for s, g in losses.groupby("system", sort=False):
+        mean, lo, hi = mean_with_interval(g["loss"].to_numpy(), 1000, cfg.run.seed)
+        rows.append({"system": s, "benchmark": HELDOUT, "benchmark_label": HELDOUT_LABEL, "standin": False,
+                     "repetition": 0, "score": mean, "ci_low": lo, "ci_high": hi,
+                     "n_valid": int(g["loss"].notna().sum()), "n_failed": int(g["loss"].isna().sum()),
+                     "n_unanswered": 0, "n_length": int(g["truncated"].sum()),
+                     "avg_tokens": float(g["answer_tokens"].mean()), "served_model": "local", "judged_at": ""})
+    out = pd.DataFrame(rows).merge(systems.drop(columns=["key", "path"]), on="system", how="left")
+    return out.assign(judge=HELDOUT, anchor=anchor_system(cfg, systems["system"].tolist())).reindex(
+        columns=SCORE_COLUMNS)
+
+
+ITEM_COLUMNS = ["system", "subset", "student", "method", "seed", "kind", "benchmark", "repetition", "question_id",
+                "score", "game1", "game2", "anchor"]
+
+
+def item_scores(run, cfg, benches: dict | None = None) -> pd.DataFrame:
+    """Per-item results of every judged system (`ITEM_COLUMNS`), what the paired bootstrap of chapter 09 resamples
+    (`reporting.intervals`): MT-Bench: one row per (system, sample, question), ``score`` = the mean of its valid
+    turn ratings (NaN when both failed); Arena-Hard: one row per (system, sample, question) with the verdict labels
+    of ``game1`` / ``game2`` (None = no verdict); ``anchor`` = the Arena-Hard anchor's system. A system not judged yet is a `JudgeNotRun` naming it."""
+    systems = systems_table(run, cfg)
+    frames = []
+    if heldout_mode(cfg):
+        h = heldout_losses(run, cfg)
+        frames.append(pd.DataFrame({"system": h["system"], "repetition": 0, "question_id": h["uuid"],
+                                    "score": h["loss"], "game1": None, "game2": None, "benchmark": HELDOUT}))
+    for name in ([] if heldout_mode(cfg) else benchmarks_for(run, cfg, benches)):
+        jt = _judgments(run, cfg, systems["system"], name, benches)
+        if name == "mt_bench":
+            s = pd.to_numeric(jt["score"], errors="coerce").where(jt["failure"].isna())
+            g = jt.assign(score=s).groupby(["system", "repetition", "question_id"], sort=True)["score"].mean()
+            frames.append(g.reset_index().assign(benchmark=name, game1=None, game2=None))
+            continue
+        wide = jt.pivot_table(index=["system", "repetition", "question_id"], columns="game", values="verdict",
+                              aggfunc="first").reindex(columns=[1, 2])
+        wide = wide.astype(object).where(wide.notna(), None).reset_index()
+        frames.append(pd.DataFrame({"system": wide["system"], "repetition": wide["repetition"],
+                                    "question_id": wide["question_id"].astype(str), "score": np.nan,
+                                    "game1": wide[1], "game2": wide[2], "benchmark": name}))
+    out = pd.concat(frames, ignore_index=True).merge(systems.drop(columns=["key", "path"]), on="system", how="left")
+    return out.assign(anchor=anchor_system(cfg, systems["system"].tolist())).reindex(columns=ITEM_COLUMNS)
 
 
 def run_judging(run, cfg) -> pd.DataFrame:
@@ -163,11 +226,12 @@ def plot_scores(summary: pd.DataFrame, title: str):
 
     plt = pyplot()
     colours = training.subset_colours(summary.loc[summary["kind"] == "trained", "subset"])
-    benches = [b for b in ("mt_bench", "arena_hard") if b in set(summary["benchmark"])]
+    benches = [b for b in ("mt_bench", "arena_hard", HELDOUT) if b in set(summary["benchmark"])]
     order = list(dict.fromkeys(summary.sort_values("kind", key=lambda k: k == "trained", kind="stable")["label"]))
     fig, axes = plt.subplots(1, len(benches), figsize=(5.2 * len(benches), 3.8), squeeze=False)
     names = {"mt_bench": ("MT-Bench", "rating (1-10)", (0.5, 10.5)),
-             "arena_hard": ("Arena-Hard", "win rate vs anchor (%)", (-3, 103))}
+             "arena_hard": ("Arena-Hard", "win rate vs anchor (%)", (-3, 103)),
+             HELDOUT: ("Held-out loss (lower is better)", "nats per reference token", (0, None))}
     for ax, b in zip(axes[0], benches):
         d = summary[summary["benchmark"] == b]
         d = d.iloc[np.argsort([order.index(x) for x in d["label"]], kind="stable")].reset_index(drop=True)
@@ -197,6 +261,7 @@ def plot_scores(summary: pd.DataFrame, title: str):
 
 def figure_title(cfg, scores: pd.DataFrame) -> str:
     """What the bars are: says plainly when the judge is the offline proxy or a benchmark is a stand-in."""
-    who = PROXY_LABEL if cfg.judge.judge == "proxy" else f"judge {cfg.judge.judge_model}"
+    who = PROXY_LABEL if cfg.judge.judge == "proxy" else "no judge: held-out loss on reference answers" \
+        if heldout_mode(cfg) else f"judge {cfg.judge.judge_model}"
     standin = " · stand-in prompts" if scores["standin"].fillna(False).astype(bool).any() else ""
     return f"{who}{standin} · anchor {scores['anchor'].iloc[0]}"

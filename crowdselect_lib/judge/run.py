@@ -30,6 +30,7 @@ from ..llm import make_llm
 from ..runs import Progress, append_jsonl, read_jsonl, write_parquet
 from .answers import anchor_system, answers_step, load_answers, run_answers, step_name, systems_table
 from .benchmarks import benchmarks_for
+from .heldout import HELDOUT, heldout_mode, heldout_plan, run_all_heldout
 from .prompts import attempts, judge_jobs, judge_settings, prompt_digest
 from .proxy import ProxyJudge
 from .scores import arena_hard_scores, mt_bench_score
@@ -49,6 +50,8 @@ class JudgeNotRun(RuntimeError):
 
 def judge_identity(cfg) -> dict:
     j = cfg.judge
+    if heldout_mode(cfg):
+        return {"backend": HELDOUT, "model": "reference answers", "max_length": j.heldout_max_length}
     if j.judge == "proxy":
         return {"backend": "proxy", "model": j.proxy_embedding}
     return {"backend": "openai", "base_url": (j.judge_base_url or "").rstrip("/"), "model": j.judge_model,
@@ -222,6 +225,8 @@ def plan_judging(run, cfg, benches: dict | None = None, judge=None) -> dict:
     """What the judge would still be asked, before anything is sent: requests, requests to send (not in a
     finished step or the reply cache), approximate tokens and, with `judge.price_per_mtok_*`, dollars."""
     j = cfg.judge
+    if heldout_mode(cfg):
+        return heldout_plan(run, cfg)
     judge = judge if judge is not None else make_judge(run, cfg)
     total = {"requests": 0, "to_send": 0, "prompt_tokens_approx": 0, "max_completion_tokens": 0}
     for system in systems_table(run, cfg)["system"]:
@@ -255,7 +260,11 @@ def check_cost(estimate: dict, cfg) -> dict:
 
 def run_all_answers(run, cfg, benches: dict | None = None) -> pd.DataFrame:
     """Answers of every system to every benchmark: ``system, benchmark, question_id, first answer, finish_reasons,
-    n_tokens, error``."""
+    n_tokens, error``; none with the held-out loss, which reads the reference answers instead."""
+    if heldout_mode(cfg):
+        print("held-out loss: no answers are generated; each system is scored on the held-out reference answers")
+        return pd.DataFrame(columns=["system", "benchmark", "question_id", "first answer", "finish_reasons",
+                                     "n_tokens", "error"])
     frames = [run_answers(run, cfg, s, b, benches).assign(system=s, benchmark=b)
               for s in systems_table(run, cfg)["system"] for b in cfg.judge.benchmarks]
     out = pd.concat(frames, ignore_index=True)
@@ -264,7 +273,10 @@ def run_all_answers(run, cfg, benches: dict | None = None) -> pd.DataFrame:
 
 
 def run_all_judgments(run, cfg, benches: dict | None = None) -> pd.DataFrame:
-    """Judgments of every system on every benchmark (cost gate first), one long table."""
+    """Judgments of every system on every benchmark (cost gate first), one long table; with the held-out loss,
+    every system's per-item loss (`heldout.run_all_heldout`)."""
+    if heldout_mode(cfg):
+        return run_all_heldout(run, cfg)
     judge = make_judge(run, cfg)
     check_cost(plan_judging(run, cfg, benches, judge), cfg)
     systems = systems_table(run, cfg)["system"]

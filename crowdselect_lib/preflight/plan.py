@@ -10,6 +10,7 @@ key), so a step whose settings repeat in another cell is counted once.
   optimizer steps per training = ceil(epochs x ceil(ceil(n / (batch x world)) / accumulation)), n = the subset's
   k (or `demo_examples`) less round(k x eval_fraction) held out; `max_steps` > 0 replaces that.
 - judged systems = every trained system + each untouched student and the anchor (`judge.systems` when set);
+  with `judge.judge: heldout_loss` each costs one local forward pass per held-out item and no judge call;
   answers per system = 2 x MT-Bench questions (two turns) + Arena-Hard questions, each at most its benchmark's
   max_new_tokens; judge calls = repetitions x (one per MT-Bench turn + two Arena-Hard games per question).
 """
@@ -206,6 +207,11 @@ def plan(configs: dict[str, RunConfig], world_size: int = 1, tokens: TokenAssump
         judge_key, reps = _key(cfg, "judge"), j.repetitions
         for system in systems:
             if not once("judge", system, judge_key):
+                continue
+            if j.judge == "heldout_loss":   # no judge: one forward pass per held-out item (`judge.heldout`)
+                items = j.heldout_items or round(cfg.zoo.holdout_fraction * n)
+                _add(rows, "held-out loss", "forward passes", items, detail="local, no judge, no answer generated")
+                rows["held-out loss"].systems += 1
                 continue
             for bench in j.benchmarks:
                 q, A = nq[bench], cap[bench]

@@ -8,6 +8,9 @@
 - `plots`     THE plotting helpers (matplotlib import, colours, PNG + PDF), chapter figures
 - `figures`   the paper's figures (Figure 3 bars, Figure 4 sizes, weight sweep, paper vs reproduced)
 - `summary`   `settings_summary(cfg, sections)`: the short settings block every notebook prints
+- `intervals` THE paired bootstrap over items, the verdict ("above Random (95%)", "no evidence", "below ...")
+- `versus`    every row against Random and the untouched student; the paper's headline claims against them
+- `costs`     the cost ledger: select / train / judge costs beside the gain over Random; paper-scale plan
 """
 from . import figures, plots
 from .figures import (figure3_bars, figure4_sizes, figures_dir, paper_vs_ours, save, show_figures, table_figure,
@@ -22,5 +25,10 @@ from .results import (RESULT_COLUMNS, SCORE_COLUMNS, build_table, check_scores, 
                       grid_summary, paper_anchors, paper_notes, paper_numbers, paper_summary, scores_summary,
                       table_results, tables_to_render)
 from .summary import Summary, settings_summary
+from .intervals import Gain, arena_gain, bootstrap_counts, is_random, paired_gain, percentile_interval, verdict
+from .costs import (LEDGER_COLUMNS, PAID_ONCE, PAPER_LEDGER_COLUMNS, crowd_cost, ledger, measured_costs,
+                     paper_costs, plot_ledger)
+from .versus import (VERSUS_COLUMNS, add_verdicts, collect_items, comparisons, headline_claims, verdict_counts,
+                     versus_table, write_comparisons)
 
 __all__ = [n for n in dir() if not n.startswith("_")]

@@ -1,7 +1,8 @@
 """Rendering a table as the paper prints it, with our numbers beside the paper's (markdown, LaTeX, HTML).
 
-The columns are the paper's; each paper row becomes up to three lines: ``ours``, ``paper`` and ``Δ`` (ours -
-paper, only where both exist). Arena-Hard cells carry their 95% interval as signed offsets, ``85.5 (-0.8, +1.1)``;
+The columns are the paper's; each paper row becomes up to five lines: ``ours``, ``vs Random`` and ``vs base`` (our
+gain over Random and over the untouched student, its 95% paired-bootstrap interval and the verdict, when the RESULTS
+carry them: `versus.add_verdicts`), ``paper`` and ``Δ`` (ours - paper, only where both exist). Arena-Hard cells carry their 95% interval as signed offsets, ``85.5 (-0.8, +1.1)``;
 tables that print average answer tokens (7, 8, 14-16) add ``· 301 tok``. Best is bold and second underlined by
 the paper's own rule for that table (`TableSpec.marking`), among ours and among the paper's values separately;
 an anchor that is 50.0 by construction is never marked; tables whose marks the text lost are not marked. The
@@ -24,6 +25,7 @@ from ..fidelity import reading_notes
 from .results import gains, paper_notes
 
 MISSING = "—"
+VERSUS = {"vs_random": "vs Random", "vs_base": "vs base"}   # optional RESULTS columns (`versus.add_verdicts`)
 DECIMALS = {"MT-Bench": 3, "Arena-Hard": 1}   # as the paper prints them
 FORMATS = {"markdown": "md", "latex": "tex", "html": "html"}
 _MARKUP = {"markdown": ("**{}**", "<u>{}</u>"), "latex": ("\\textbf{{{}}}", "\\underline{{{}}}"),
@@ -62,7 +64,7 @@ def comparison(results: pd.DataFrame, paper: pd.DataFrame | None, spec: TableSpe
         p = pd.DataFrame({c: pd.Series(dtype=float) for c in ["row", "column"] + cols}).astype({"row": str,
                                                                                                "column": str})
     p = p[["row", "column"] + cols].copy()
-    ours = results[["row", "column"] + cols].copy()
+    ours = results[["row", "column"] + cols + [c for c in VERSUS if c in results.columns]].copy()
     for ours_group, paper_group in (paper_groups or {}).items():
         if ours_group == paper_group:
             continue
@@ -81,6 +83,8 @@ def comparison(results: pd.DataFrame, paper: pd.DataFrame | None, spec: TableSpe
         r[f"{who}_mark"] = (marks(r[who], _mark_groups(r, spec.marking), r[f"{who}_anchor"]) if spec.marking
                             else 0)
     r["diff"] = r["ours"] - r["paper"]
+    for c in VERSUS:
+        r[c] = r[c].fillna("") if c in r else ""
     return r
 
 
@@ -113,7 +117,13 @@ def _lines(c: pd.DataFrame, spec: TableSpec, ours_name: str, fmt: str, paper_onl
     body = []
     for row in dict.fromkeys(c["row"]):
         got = [cell.get((row, col)) for col in columns]
-        for who, label in (("ours", ours_name), ("paper", "paper"), ("diff", "Δ"))[:3 if diff else 2]:
+        lines = [("ours", ours_name), *VERSUS.items(), ("paper", "paper")] + ([("diff", "Δ")] if diff else [])
+        for who, label in lines:
+            if who in VERSUS:                             # the row against Random / base: gain [95%] verdict
+                texts = [getattr(x, who) or MISSING if x is not None else MISSING for x in got]
+                if any(t != MISSING for t in texts):
+                    body.append((f"{row} · {label}", texts))
+                continue
             vals = [getattr(x, who) if x is not None else np.nan for x in got]
             if all(pd.isna(v) for v in vals) and who != "ours":
                 continue

@@ -79,6 +79,7 @@ class Step:
     version: str = "1"
     code: Any = ()
     _key: str | None = field(default=None, init=False, repr=False, compare=False)
+    started: float | None = field(default=None, init=False, repr=False, compare=False)   # set by `announce`
 
     def __post_init__(self):
         _check_part(self.stage, "stage")
@@ -182,6 +183,8 @@ class Step:
         status = "reused" if done else "computing"
         pending = self.pending if not done else []
         wait = f"; its key is final once its inputs {', '.join(pending)} are computed" if pending else ""
+        if not done and self.started is None:
+            self.started = time.perf_counter()        # `finish` records the wall seconds since (the cost ledger)
         STEP_LOG.append((status, self.label, self.key))
         if say is not None and (not done or _SAY_REUSED[0]):
             say(f"{status} {self.label} ({self.key}{wait})")
@@ -194,14 +197,16 @@ class Step:
 
     def finish(self, **info: Any) -> dict:
         """Record the sha256 of each file written and their ``outputs`` digest in the manifest (the step is done),
-        and point ``latest`` and the stage index at this key."""
+        and point ``latest`` and the stage index at this key. The manifest records ``seconds``, the wall time since
+        `announce` said "computing" (the cost ledger reads it), unless `info` gives its own."""
         files = tree_files(self.dir)
+        timing = {"seconds": round(time.perf_counter() - self.started, 2)} if self.started is not None else {}
         manifest = {"key": self.key, "stage": self.stage, "name": self.name, "version": self.version,
                     "code": {m: code_digest(m) for m in self.code}, "package": __version__,
                     "settings": self.settings, "inputs": self.resolved_inputs(),
                     "input_keys": {k: v.key for k, v in self.inputs.items() if isinstance(v, Step)},
                     "files": files, "outputs": digest(files),
-                    "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **info}
+                    "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **timing, **info}
         write_json(manifest, self.path("manifest.json"))
         self._point(manifest["finished"])
         return manifest

@@ -1,6 +1,6 @@
 """The zoo (paper §3.1, chapter 01): `model` (the data model and its validation), `sources` (Magpie, AlpacaEval),
 `local` (your own crowd's file format), `build` (a crowd from instructions alone), `demo` (the simulated zoo with
-planted truth), `plots` (chapter 01's figures).
+planted truth), `holdout` (a fixed held-out split, never selectable), `plots` (chapter 01's figures).
 
 Step cache (issue 10): `zoo_step(run, cfg)` is the zoo's key, computed from the config alone: the `zoo:` section,
 `run.seed` for the demo, and a fingerprint of the local input files (`zoo.data_dir`) and of the packaged model
@@ -12,7 +12,10 @@ from __future__ import annotations
 from importlib.resources import files
 from pathlib import Path
 
+import pandas as pd
+
 from ..runs import Step, check_name, fingerprint
+from .holdout import heldout_uuids, hold_out
 from .demo import DEMO_DEFAULT_RM, SIM_REWARD_MODELS, demo_zoo, planted_correlations
 from .model import (KEY_COLUMNS, LABELS, MAX_ABS_SCORE, Zoo, ZooError, alpacaeval_models, check_models,
                     magpie_models, validate, validation_report)
@@ -21,7 +24,7 @@ from .local import (MODELS_FILE, ScoreStream, crowd_files, load_local, local_inp
                     write_crowd)
 from .plots import model_order, plot_scores_by_family
 from .sources import (ALPACAEVAL_REWARD_MODEL, DEFAULT_REWARD_MODEL, MAGPIE_REPO, MAGPIE_REWARD_MODELS,
-                      input_files, load_alpacaeval, load_magpie)
+                      alpacaeval_instructions, input_files, load_alpacaeval, load_magpie)
 
 ZOO_VERSION = "2"   # kept for old callers: the step key follows the zoo package's code digest (issue 25)
 SOURCE_REWARD_MODELS = {"demo": list(SIM_REWARD_MODELS), "magpie": MAGPIE_REWARD_MODELS,
@@ -64,8 +67,9 @@ def load_zoo(source: str = "demo", data_dir: str | Path | None = None, *, n_inst
 def load_config_zoo(cfg) -> Zoo:
     """`load_zoo` with the `zoo:` section of a RunConfig (and `run.seed` for the demo)."""
     z = cfg.zoo
-    return load_zoo(z.source, z.data_dir, n_instructions=z.n_instructions, limit=z.limit,
-                    reward_models=z.reward_models, seed=cfg.run.seed, drop_incomplete=z.drop_incomplete)
+    zoo = load_zoo(z.source, z.data_dir, n_instructions=z.n_instructions, limit=z.limit,
+                   reward_models=z.reward_models, seed=cfg.run.seed, drop_incomplete=z.drop_incomplete)
+    return hold_out(zoo, z.holdout_fraction, cfg.run.seed) if z.holdout_fraction else zoo
 
 
 def zoo_reward_models(cfg) -> list[str]:
@@ -104,6 +108,8 @@ def zoo_step(run, cfg) -> Step:
         settings.update(n_instructions=z.n_instructions, seed=cfg.run.seed)
     else:
         settings.update(limit=z.limit, data_dir=None if z.data_dir is None else "local")
+    if z.holdout_fraction:                      # a held-out split (never selectable): its own zoo
+        settings.update(holdout_fraction=z.holdout_fraction, holdout_seed=cfg.run.seed)
     return Step(run.dir, "zoo", check_name(z.source, "zoo.source"), settings, {}, ZOO_VERSION, "crowdselect_lib.zoo")
 
 
@@ -121,10 +127,43 @@ def load_run_zoo(run, cfg) -> Zoo:
     return zoo
 
 
+_HELDOUT: dict[tuple, pd.DataFrame] = {}
+
+
+def heldout_items(run, cfg) -> pd.DataFrame:
+    """``uuid, dataset, instruction, reference``: the first `judge.heldout_items` held-out instructions of the run's
+    zoo (`holdout`, their fixed order) with their reference answers (AlpacaEval: GPT-4-turbo's). Read once per
+    process and zoo key."""
+    key = (str(run.dir), zoo_step(run, cfg).key, cfg.judge.heldout_items)
+    if key not in _HELDOUT:
+        _HELDOUT[key] = _heldout_items(run, cfg)
+    return _HELDOUT[key].copy()
+
+
+def _heldout_items(run, cfg) -> pd.DataFrame:
+    held = load_run_zoo(run, cfg).info.get("heldout_uuids") or []
+    if not held:
+        raise ZooError("the held-out loss needs held-out instructions: set zoo.holdout_fraction > 0")
+    if cfg.zoo.source != "alpacaeval":
+        raise ZooError(f"the held-out loss needs reference answers: zoo.source alpacaeval, not {cfg.zoo.source!r}")
+    held = held[: cfg.judge.heldout_items] if cfg.judge.heldout_items else held
+    inst = alpacaeval_instructions(cfg.zoo.data_dir, cfg.zoo.limit).set_index("uuid")
+    missing = [u for u in held if u not in inst.index]
+    if missing:
+        raise ZooError(f"held-out uuid(s) {missing[:3]} are not in the AlpacaEval instructions")
+    t = inst.loc[held]
+    blank = t.index[t["reference_output"].fillna("").astype(str).str.strip() == ""].tolist()
+    if blank:
+        raise ZooError(f"held-out uuid(s) {blank[:3]} have a blank reference answer")
+    dataset = t["dataset"].to_numpy() if "dataset" in t else [""] * len(t)
+    return pd.DataFrame({"uuid": held, "dataset": dataset, "instruction": t["instruction"].to_numpy(),
+                         "reference": t["reference_output"].to_numpy()})
+
+
 prepare_run_zoo = load_run_zoo   # the chapter 01 name of earlier versions
 
 __all__ = ["Zoo", "ZooError", "load_zoo", "load_config_zoo", "zoo_step", "load_run_zoo", "prepare_run_zoo", "validate",
-           "validation_report",
+           "validation_report", "heldout_uuids", "hold_out", "heldout_items", "alpacaeval_instructions",
            "check_models", "magpie_models", "alpacaeval_models", "demo_zoo", "planted_correlations", "zoo_reward_models",
            "default_reward_model", "plot_scores_by_family", "load_local", "crowd_files", "local_input_files",
            "local_reward_models", "read_crowd_file", "MODELS_FILE", "ScoreStream", "write_crowd", "generate_answers", "crowd_models",

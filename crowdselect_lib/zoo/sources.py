@@ -119,9 +119,22 @@ def download_alpacaeval(cache: Path = ALPACAEVAL_CACHE) -> Path:
     return cache
 
 
+def alpacaeval_instructions(data_dir: str | Path | None, limit: int | None = None) -> pd.DataFrame:
+    """AlpacaEval's instructions with THE uuid of each (``alpacaeval-NNN``, file order), their reference answer
+    (``reference_output``: GPT-4-turbo's, gpt4_1106_preview) and its model, `limit` first ones."""
+    d = Path(data_dir) if data_dir is not None else download_alpacaeval()
+    inst = pd.read_parquet(d / "instructions.parquet")
+    if "instruction" not in inst.columns:
+        raise ZooError(f"{d / 'instructions.parquet'} lacks column(s) ['instruction']")
+    inst = inst.drop_duplicates("instruction")
+    if limit is not None:
+        inst = inst.iloc[:limit]
+    return inst.assign(uuid=[f"alpacaeval-{i:03d}" for i in range(len(inst))]).reset_index(drop=True)
+
+
 def load_alpacaeval(data_dir: str | Path | None, limit: int | None) -> Zoo:
     d = Path(data_dir) if data_dir is not None else download_alpacaeval()
-    inst = pd.read_parquet(d / "instructions.parquet").drop_duplicates("instruction")
+    inst = alpacaeval_instructions(d)                   # `limit` below, after the orphan check
     resp = pd.read_parquet(d / "responses.parquet")
     for name, df, cols in (("instructions", inst, ["instruction"]),
                            ("responses", resp, ["instruction", "model", "output", "preference"])):
@@ -132,7 +145,7 @@ def load_alpacaeval(data_dir: str | Path | None, limit: int | None) -> Zoo:
     orphan = ~resp["instruction"].isin(inst["instruction"]).to_numpy()   # before `limit`: not ours to drop silently
     if limit is not None:
         inst = inst.iloc[:limit]
-    uuid_of = pd.Series([f"alpacaeval-{i:03d}" for i in range(len(inst))], index=inst["instruction"].to_numpy())
+    uuid_of = pd.Series(inst["uuid"].to_numpy(), index=inst["instruction"].to_numpy())
     resp = resp[resp["instruction"].isin(uuid_of.index)]
     long = pd.DataFrame({"uuid": uuid_of.reindex(resp["instruction"]).to_numpy(),
                          "instruction": resp["instruction"].to_numpy(), "model": resp["model"].to_numpy(),
