@@ -114,7 +114,7 @@ class Enc:
 def test_embedding_cache_survives_a_kill_between_and_during_writes(tmp_path, monkeypatch):
     enc = Enc()
     monkeypatch.setattr(clustering, "load_embedder", lambda *a, **k: enc)
-    e = EmbeddingConfig(model="enc", task=None)
+    e = EmbeddingConfig(model="enc", task=None, pooling="model")   # the encoder's own pooling
     texts = [f"text number {i}" for i in range(10)]
     real_add, calls = EmbeddingCache.add, []
 

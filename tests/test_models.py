@@ -176,7 +176,8 @@ def test_jina_shaped_embedder_loads_through_the_shim(jina_like, tmp_path, monkey
     st = models.load_embedder(str(jina_like), trust_remote_code=True, device="cpu")
     assert type(st[0].auto_model).__name__ == "TinyJinaModel"
     texts = ["why is the sky blue", "the cat sat on a mat", "why is the sky blue"]
-    e = EmbeddingConfig(model=str(jina_like), trust_remote_code=True, task=None, batch_size=2, device="cpu")
+    e = EmbeddingConfig(model=str(jina_like), trust_remote_code=True, task=None, batch_size=2, device="cpu",
+                        pooling="model")   # the model's own pooling, compared with st.encode below
     vecs = embed(texts, e, tmp_path)
     assert vecs.shape == (3, 32) and np.allclose(np.linalg.norm(vecs, axis=1), 1, atol=1e-5)
     np.testing.assert_allclose(vecs[0], vecs[2])

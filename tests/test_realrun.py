@@ -252,9 +252,10 @@ def test_loss_history_of_a_run_shorter_than_logging_steps(tmp_path, monkeypatch)
     systems = pd.DataFrame([{"system": "random.sft_full", "subset": "random", "method": "sft_full", "done": True,
                              "path": str(tmp_path / "model")}])
     monkeypatch.setattr(T, "trained_systems", lambda run, cfg: systems)
-    hist = T.loss_history(None, None)
+    cfg = load_config(None, {"training.learning_rate": 3e-4})
+    hist = T.loss_history(None, cfg)
     assert hist.to_dict("records") == [{"system": "random.sft_full", "subset": "random", "method": "sft_full",
-                                        "step": 2, "loss": 4.5}]
+                                        "step": 2, "loss": 4.5, "learning_rate": 3e-4}]
 
 
 def test_save_runs_on_every_rank_and_the_rest_on_rank_zero(tmp_path):
