@@ -189,8 +189,8 @@ def test_a_server_that_never_finishes_fails_within_the_deadline(tmp_path, fault,
 def test_a_gzip_bomb_is_refused_once_and_nothing_large_is_cached(tmp_path):
     with FakeOpenAI(replies=lambda b: b["messages"][0]["content"].upper(),
                     faults=lambda n, b: "gzip_bomb" if b["messages"][0]["content"] == "q1" else None) as srv:
-        llm = make_llm(cfg_for(srv, max_concurrency=1), cache_dir=tmp_path)
-        out = llm.complete(convs(3), skip_rejected=True)
+        llm = make_llm(cfg_for(srv, max_concurrency=1, timeout_s=20.0), cache_dir=tmp_path)   # 50 MB inflate: slow
+        out = llm.complete(convs(3), skip_rejected=True)                                  # on a loaded box
         assert [r.text for r in out] == ["Q0", None, "Q2"] and srv.count == 3          # not retried
         assert "reply body over llm.max_reply_bytes = 16777216 bytes (decompressed" in out[1].error
         assert (tmp_path / "replies.jsonl").stat().st_size < 5000

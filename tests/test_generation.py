@@ -148,7 +148,7 @@ def test_in_process_student_answers_with_finish_reasons(tmp_path, shared_data, m
 
 def test_answers_go_out_in_one_pass_with_the_configured_concurrency(tmp_path, shared_data, monkeypatch):
     """No wait after every 16 questions: 20 questions in flight together, up to judge.student_max_concurrency."""
-    with FakeOpenAI(replies=student_reply, delay_s=1.0) as srv:     # long enough for every request to be sent
+    with FakeOpenAI(replies=student_reply, delay_s=2.5) as srv:     # long enough for every request to be sent
         cfg = judge_config(tmp_path, shared_data, srv.base_url, monkeypatch=monkeypatch,
                            **{"judge.n_questions": 20, "judge.student_max_concurrency": 20})
         out = A.run_answers(_run(cfg), cfg, "base-smollm2-135m-instruct", "arena_hard")
