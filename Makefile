@@ -8,6 +8,8 @@ STAMP  := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 export TOKENIZERS_PARALLELISM ?= false
 PYTEST_ARGS ?=
+# Test workers (pytest-xdist): this machine and CI have 2 cores; a test file stays on one worker (module fixtures).
+TEST_JOBS ?= 2
 # Extra pip arguments for torch, e.g. TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu" for the CPU
 # build on a machine without a local CPU wheel (PyPI's Linux torch is the CUDA build, which a GPU machine wants).
 TORCH_PIP_ARGS ?=
@@ -42,10 +44,10 @@ alpacaeval: setup
 		$(if $(ZOO_DIR),--set zoo.data_dir=$(abspath $(ZOO_DIR))) $(ALPACAEVAL_SET)
 
 test: setup
-	$(OFFLINE) $(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(OFFLINE) $(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile $(PYTEST_ARGS)
 
 test-fast: setup
-	$(OFFLINE) $(BIN)/python -m pytest -m "not smoke" $(PYTEST_ARGS)
+	$(OFFLINE) $(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile -m "not smoke" $(PYTEST_ARGS)
 
 table: setup
 	$(if $(DEMO),$(OFFLINE) )$(BIN)/python -m crowdselect_lib.pipeline table --table $(T) $(if $(DEMO),--demo)
