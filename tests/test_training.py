@@ -438,7 +438,8 @@ def test_loss_curves_figure_has_separate_panels_for_nll_and_preference_loss(toy_
                                                     "training.methods": ["sft_lora", "simpo"]})
     T.train_all(run, c)
     fig = T.plot_loss_curves(T.loss_history(run, c))
-    assert [ax.get_title() for ax in fig.axes] == ["SFT NLL", "SimPO loss"]
+    assert (c.training.learning_rate, c.training.preference_learning_rate) == (1e-2, 1e-3)     # demo.yaml
+    assert [ax.get_title() for ax in fig.axes] == ["SFT NLL · lr 0.01", "SimPO loss · lr 0.001"]  # each panel's own
     assert fig.axes[0].get_lines()[0].get_color() == T.subset_colours(["random"])["random"]
 
 
