@@ -98,8 +98,8 @@ def run_all_heldout(run, cfg) -> pd.DataFrame:
     for row in systems_table(run, cfg).to_dict("records"):
         frames.append(run_heldout(run, cfg, row["system"], row).assign(system=row["system"]))
     out = pd.concat(frames, ignore_index=True)
-    return out.assign(benchmark=HELDOUT, id=out["uuid"], score=out["loss"], verdict=None, failure=None,
-                      served_model="local")
+    return out.assign(benchmark=HELDOUT, id=out["uuid"], question_id=out["uuid"], turn=1, repetition=0,
+                      score=out["loss"], verdict=None, failure=None, served_model="local")
 
 
 def heldout_plan(run, cfg) -> dict:
