@@ -197,7 +197,8 @@ def test_pipeline_table_takes_params_and_sets_and_stops_at_a_closed_gate(monkeyp
     err = capsys.readouterr().err.strip()
     assert rc == 1 and ran == [] and len(err.splitlines()) == 1
     assert err.startswith("error: judge cost gate: ") and "--set judge.confirm_cost=true" in err
-    alpaca = load_config(pipeline.repo_root() / "params" / "alpacaeval.yaml")   # an LLM judge, chapters 01-06 only
+    # the AlpacaEval params under an LLM judge (they ship the held-out loss): its gate binds chapter 08 alone
+    alpaca = load_config(pipeline.repo_root() / "params" / "alpacaeval.yaml", {"judge.judge": "llm"})
     pipeline.check_gates(alpaca, ["download", "base_metrics", "clustering", "crowdselect", "baselines"])
     with pytest.raises(pipeline.GateClosed, match="^judge cost gate: "):
         pipeline.check_gates(alpaca, None)                       # every chapter: the judge's gate applies
