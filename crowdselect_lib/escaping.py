@@ -43,11 +43,13 @@ def literal_figure_text(fig):
     """Turn mathtext off for every text of `fig` that holds a ``$`` (titles, labels, tick labels, legends), so
     names show as written: a model named ``m$\\foo$`` would otherwise stop the figure with a mathtext error. Call
     it before `tight_layout` (which measures the texts) and before saving; returns `fig`. Our own labels use no
-    mathtext, so nothing meant as math is lost."""
+    mathtext, so nothing meant as math is lost, except matplotlib's own tick formatters' ``$\\mathdefault{..}$``
+    (a log axis's 10^2), which are left to parse."""
     from matplotlib.text import Text
 
     for t in fig.findobj(Text):
-        if "$" in t.get_text():
+        s = t.get_text()
+        if "$" in s and "\\mathdefault{" not in s:
             t.set_parse_math(False)
     return fig
 

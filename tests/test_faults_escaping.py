@@ -38,3 +38,23 @@ def test_grid_labels_and_notes_are_inert_in_every_table_format():
     assert "<script>" not in md and "| &lt;script&gt;alert(1)&lt;/script&gt; · ours |" in md
     html = R.render(res, None, spec, fmt="html", **kw)
     assert "<script>" not in html and "<li>&lt;script&gt;alert(1)&lt;/script&gt;</li>" in html
+
+
+def test_figure_names_stay_literal_but_log_axis_ticks_still_render_as_math():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from crowdselect_lib.escaping import literal_figure_text
+
+    fig, ax = plt.subplots()
+    ax.plot([100, 1000], [0, 1])
+    ax.set_xscale("log")
+    fig.canvas.draw()                                   # tick labels now read $\mathdefault{10^{2}}$
+    ax.set_title(r"m$\foo$")
+    literal_figure_text(fig)
+    fig.canvas.draw()                                   # the name would raise a mathtext error if parsed
+    ticks = [t for t in ax.get_xticklabels() if t.get_text()]
+    assert ticks and all(t.get_parse_math() for t in ticks) and "mathdefault" in ticks[0].get_text()
+    assert not ax.title.get_parse_math()
+    plt.close(fig)
