@@ -63,18 +63,25 @@ def stability_families(families: Mapping[str, tuple[str, float]], models: list[s
     return {f: groups[f] for f in sorted(groups) if len({families[m][1] for m in groups[f]}) >= 2}
 
 
-def _doubled_ranks(block: np.ndarray, sizes: np.ndarray | None = None) -> np.ndarray:
-    """2 x average rank (1 = highest) per row, as integers: 2 + sum over the others of 2 [x_l > x_j] + [x_l = x_j].
-    With `sizes` (the official tie rule), a tie goes to the larger model (equal sizes: the later column), so the
-    ranks are untied. Families are small (k <= ~10): k(k-1)/2 vectorised comparisons, O(n k) memory."""
+def _centred_doubled_ranks(block: np.ndarray, sizes: np.ndarray | None = None) -> np.ndarray:
+    """2 x average rank (1 = highest) minus (k + 1), per row, as small integers laid out (k, n): the doubled rank is
+    2 + sum over the others of 2 [x_l > x_j] + [x_l = x_j]. With `sizes` (the official tie rule), a tie goes to the
+    larger model (equal sizes: the later column), so the ranks are untied. Families are small (k <= ~10):
+    k(k-1)/2 vectorised comparisons added as booleans into int16 rows (a quarter of int64's memory traffic)."""
     n, k = block.shape
-    r = np.full((n, k), 2, dtype=np.int64)
+    r = np.full((k, n), 1 - k, dtype=np.int16)                # 2 - (k + 1): centred, so a row sums to 0
     for j, m in combinations(range(k), 2):
-        gt, eq = block[:, m] > block[:, j], block[:, m] == block[:, j]
-        if sizes is not None:
-            gt, eq = gt | (eq & (sizes[m] >= sizes[j])), np.zeros_like(eq)
-        r[:, j] += 2 * gt + eq
-        r[:, m] += 2 * ~(gt | eq) + eq
+        x, y = block[:, m], block[:, j]
+        if sizes is None:
+            gt, ge = x > y, x >= y                             # 2 [x > y] + [x = y] = [x > y] + [x >= y]
+            lt, le = ~ge, ~gt
+        else:                                                  # the larger model wins a tie
+            gt = ge = (x >= y) if sizes[m] >= sizes[j] else (x > y)
+            lt = le = ~gt
+        r[j] += gt
+        r[j] += ge
+        r[m] += lt
+        r[m] += le
     return r
 
 
@@ -82,10 +89,14 @@ def _family_terms(block: np.ndarray, sizes: np.ndarray, ties: str = "average"):
     """For one family (n, k): the integer numerator A of Spearman, the exact denominator d when the row is untied,
     the float correlation, and the untied-row mask. Spearman = A / sqrt(B C) on centred doubled ranks."""
     k = block.shape[1]
-    r = _doubled_ranks(block, sizes if ties == "official" else None) - (k + 1)   # centred (sum k(k+1))
+    r = _centred_doubled_ranks(block, sizes if ties == "official" else None)
     q = np.rint(2 * stats.rankdata(-sizes, method="average")).astype(np.int64) - (k + 1)   # 1 = largest model
-    a = r @ q                                                             # integer matmul: exact
-    b, c = np.einsum("ij,ij->i", r, r), int(q @ q)
+    a, b = np.zeros(len(block), dtype=np.int64), np.zeros(len(block), dtype=np.int64)
+    for rj, qj in zip(r, q):                                  # integer sums: exact
+        rj = rj.astype(np.int32)
+        a += rj * int(qj)
+        b += rj * rj
+    c = int(q @ q)
     rho = np.divide(a, np.sqrt(b.astype(float) * c), out=np.zeros(len(a)), where=b > 0)   # constant family -> 0
     d = k * (k * k - 1) // 3                                              # B = C = d without ties
     untied = (b == d) & (c == d)

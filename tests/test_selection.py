@@ -152,6 +152,31 @@ def test_ties_in_the_score_are_broken_by_uuid():
     assert top_k(score.iloc[::-1], 3).index.tolist() == ["a", "c", "b"]
 
 
+def test_shortlisted_selection_equals_the_rule_on_every_row_with_heavy_ties():
+    """Issue 22: `select` ranks only each cluster's shortlist (rows at or above its quota-th score); on integer
+    scores full of ties the pick must still equal the rule read directly: every row sorted by (-score, uuid), each
+    cluster's first quota rows, then all of them in that order."""
+    rng = np.random.default_rng(3)
+    for trial in range(60):
+        n, c = int(rng.integers(20, 300)), int(rng.integers(1, 8))
+        uuids = [f"u{i:04d}" for i in rng.permutation(n)]
+        score = pd.Series(rng.integers(0, 6, n).astype(float), index=uuids)
+        clusters = pd.Series(rng.integers(0, c, n), index=uuids)
+        sizes = clusters.value_counts()
+        k = int(rng.integers(1, len(sizes) * sizes.min() + 1))       # no shortfall: the shortlist path
+        for direction in ("top", "bottom"):
+            sign = -1 if direction == "top" else 1
+            full = sorted(uuids, key=lambda u: (sign * score[u], u))
+            quota = cluster_quotas(sizes.sort_index(), k)
+            want, taken = [], dict.fromkeys(quota.index, 0)
+            for u in full:
+                if taken[clusters[u]] < quota[clusters[u]]:
+                    taken[clusters[u]] += 1
+                    want.append(u)
+            assert select(score, k, direction, clusters)[0].index.tolist() == want, (trial, direction)
+            assert top_k(score, k, direction).index.tolist() == full[:k]
+
+
 def test_after_eq8_the_score_is_a_weighted_sum_of_percentile_ranks():
     rng = np.random.default_rng(2)
     m = pd.DataFrame({"difficulty": rng.normal(size=400), "separability": rng.exponential(size=400),
