@@ -571,3 +571,35 @@ def test_try_anchor_interval_and_repetitions(tmp_path, shared_data, monkeypatch)
         summary = judge.score_summary(reps)
         assert set(reps["repetition"]) == {0, 1} and (summary["n"] == 2).all()
         assert {"mean", "median", "std", "ap"} <= set(summary.columns)
+
+
+def test_a_judging_pass_derives_the_systems_table_once(tmp_path, shared_data, monkeypatch, servers):
+    """Each answers / judgments step looks its system up; inside one judging pass the table (every training's key)
+    is derived once, not once per step (quadratic in trainings before), and the scores are the same."""
+    from crowdselect_lib.judge import answers as answers_module
+
+    students, judge_srv = servers
+    cfg = judge_config(tmp_path, shared_data, students.base_url, judge_srv.base_url, monkeypatch=monkeypatch)
+    run = cs_run(cfg)
+    calls = []
+    derive = answers_module._systems_table
+    monkeypatch.setattr(answers_module, "_systems_table", lambda r, c: calls.append(1) or derive(r, c))
+    scores = judge.run_judging(run, cfg)
+    assert len(calls) == 1 and len(scores) == 2 * len(judge.systems_table(run, cfg))
+    assert len(calls) == 2                                   # outside a pass: derived anew (a training may finish)
+    with judge.judging_pass():
+        again = judge.judged_scores(run, cfg)
+        mine = judge.systems_table(run, cfg)
+        mine.loc[0, "system"] = "edited"                       # a copy: the caller cannot edit the memo
+        assert judge.systems_table(run, cfg).loc[0, "system"] != "edited"
+    assert len(calls) == 3
+    pd.testing.assert_frame_equal(again.drop(columns="judged_at"), scores.drop(columns="judged_at"))
+
+
+def test_stop_shares_count_turns_that_ended_on_the_end_of_turn_token():
+    answers = pd.DataFrame({"system": ["a", "a", "b"], "finish_reasons": [["stop", "length"], ["stop"], ["length"]]})
+    shares = judge.stop_shares(answers)
+    assert shares.to_dict("index") == {"a": {"turns": 3, "stopped": 2, "share": 2 / 3},
+                                       "b": {"turns": 1, "stopped": 0, "share": 0.0}}
+    assert judge.stop_report(answers).splitlines()[0].startswith("share of answer turns that ended on the end-of-turn")
+    assert judge.stop_report(answers.iloc[:0]).startswith("no answer turns here: the held-out loss")

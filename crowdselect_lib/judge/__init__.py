@@ -8,7 +8,8 @@
 - `run`        judging as keyed steps, the cost gate, who judged; `results` the score table and figure
 - `heldout`    no judge: the held-out loss on reference answers (`judge.judge: heldout_loss`, the AlpacaEval run)
 """
-from .answers import (StudentError, answers_step, load_answers, run_answers, serving_plan, systems_table)
+from .answers import (StudentError, answers_step, judging_pass, load_answers, run_answers, serving_plan, stop_report,
+                      stop_shares, systems_table)
 from .benchmarks import (HELDOUT, Benchmark, BenchmarkError, describe, heldout_benchmark, load_benchmark,
                          load_run_benchmarks)
 from .heldout import answer_losses, heldout_mode, heldout_plan, heldout_step, run_all_heldout, run_heldout
@@ -34,4 +35,4 @@ __all__ = ["arena_anchor_readings", "Benchmark", "BenchmarkError", "CostNotConfi
            "run_answers", "run_judging", "run_judgments", "score_summary", "scores_step", "serving_plan",
            "systems_table", "win_rate", "served_judges", "served_mismatch", "HELDOUT", "heldout_benchmark",
            "answer_losses", "heldout_mode", "heldout_plan", "heldout_step", "run_all_heldout", "run_heldout",
-           "heldout_losses"]
+           "heldout_losses", "judging_pass", "stop_report", "stop_shares"]

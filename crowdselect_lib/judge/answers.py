@@ -21,6 +21,8 @@ Answer rows: ``question_id, category, turns, finish_reasons, n_tokens, served_mo
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import re
 from pathlib import Path
@@ -57,9 +59,47 @@ def base_system(model: str) -> str:
     return "base-" + Path(model.rstrip("/")).name
 
 
+_PASS_MEMO: dict | None = None     # systems tables of the judging pass in progress, by (run folder, config)
+
+
+@contextlib.contextmanager
+def judging_pass():
+    """Inside, `systems_table` is derived once per (run, config). Each answers or judgments step looks its system
+    up, and each lookup derives every training's key, so a pass over every system x benchmark was quadratic in the
+    number of trainings. No training finishes inside a judging pass, so the table cannot change during one."""
+    global _PASS_MEMO
+    outer = _PASS_MEMO is not None
+    if not outer:
+        _PASS_MEMO = {}
+    try:
+        yield
+    finally:
+        if not outer:
+            _PASS_MEMO = None
+
+
+def in_judging_pass(fn):
+    """Run `fn` inside `judging_pass` (a decorator for the stage's entry points)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with judging_pass():
+            return fn(*args, **kwargs)
+    return wrapper
+
+
 def systems_table(run, cfg) -> pd.DataFrame:
     """The systems to judge (columns `SYSTEM_COLUMNS`; kind 'base' | 'trained' | 'anchor'), base students first.
-    `judge.systems` keeps only the named ones (the anchor always stays)."""
+    `judge.systems` keeps only the named ones (the anchor always stays). Derived once per `judging_pass`."""
+    memo = _PASS_MEMO
+    if memo is None:
+        return _systems_table(run, cfg)
+    at = (str(run.dir), id(cfg))
+    if at not in memo:
+        memo[at] = (cfg, _systems_table(run, cfg))        # cfg held, so its id is not reused during the pass
+    return memo[at][1].copy()
+
+
+def _systems_table(run, cfg) -> pd.DataFrame:
     rows = [{"system": base_system(s), "subset": "base", "student": s, "method": "", "seed": None, "key": None,
              "path": None, "kind": "base"} for s in training.students(cfg)]
     trained = training.trained_systems(run, cfg)
@@ -126,6 +166,7 @@ def generation_settings(cfg, row: dict, benchmark: str) -> dict:
             "backend": endpoint.backend, "base_url": endpoint.base_url, "served_name": endpoint.model}
 
 
+@in_judging_pass
 def answers_step(run, cfg, system: str, benchmark: str, benches: dict | None = None, log=print):
     """The keyed step of `system`'s answers to `benchmark` (pure: reads the config and the benchmark files)."""
     bench = benchmarks_for(run, cfg, benches)[benchmark]
@@ -148,6 +189,7 @@ def _read(path: Path) -> pd.DataFrame:
     return df
 
 
+@in_judging_pass
 def load_answers(run, cfg, system: str, benchmark: str, benches: dict | None = None) -> pd.DataFrame:
     """The finished answers of `system` to `benchmark`; raises `StudentError` naming the step when not done."""
     st = answers_step(run, cfg, system, benchmark, benches, log=None)
@@ -232,6 +274,7 @@ def _generate(llm, questions: pd.DataFrame, gen: dict, progress: Progress) -> li
     return rows
 
 
+@in_judging_pass
 def run_answers(run, cfg, system: str, benchmark: str, benches: dict | None = None,
                 chunk: int | None = None) -> pd.DataFrame:
     """`system`'s answers to `benchmark` (columns `ANSWER_COLUMNS`): reused when the step is done, else generated
@@ -286,3 +329,22 @@ def serving_plan(run, cfg) -> pd.DataFrame:
             rows.append({"system": r["system"], "served_name": served_name(cfg, r),
                          "command": f"vllm serve {r['path']} --served-model-name {served_name(cfg, r)}" if own else cmd})
     return pd.DataFrame(rows, columns=["system", "served_name", "command"])
+
+
+def stop_shares(answers: pd.DataFrame) -> pd.DataFrame:
+    """Per system (rows of `run.run_all_answers`): answer ``turns``, how many ``stopped`` on the end-of-turn token
+    (finish_reason ``stop``, not ``length``, the token limit) and their ``share``. Empty when no answer was made."""
+    ends = answers[["system", "finish_reasons"]].explode("finish_reasons").dropna(subset=["finish_reasons"])
+    out = ends.assign(stopped=ends["finish_reasons"] == "stop").groupby("system", sort=False).agg(
+        turns=("stopped", "size"), stopped=("stopped", "sum"))
+    return out.assign(share=out["stopped"] / out["turns"])
+
+
+def stop_report(answers: pd.DataFrame) -> str:
+    """`stop_shares` as text for a chapter, or why there is none (the held-out loss generates no answers)."""
+    shares = stop_shares(answers)
+    if shares.empty:
+        return ("no answer turns here: the held-out loss (judge.judge: heldout_loss) scores the reference answers "
+                "and generates none, so no turn can stop or run out")
+    return ("share of answer turns that ended on the end-of-turn token (not the token limit), per system:\n"
+            + shares.round(2).to_string())

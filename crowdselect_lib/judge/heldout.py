@@ -23,7 +23,7 @@ from .. import training
 from ..models import load_causal_lm
 from ..runs import Progress, Step, check_name, digest, write_parquet
 from ..zoo import heldout_items
-from .answers import systems_table
+from .answers import in_judging_pass, systems_table
 
 from .benchmarks import HELDOUT
 
@@ -54,6 +54,7 @@ def answer_losses(tok, model, instructions, answers, *, max_length: int = 256, b
                          "truncated": [e["truncated"] for e in enc], "skipped": [e["skipped"] for e in enc]})
 
 
+@in_judging_pass
 def heldout_step(run, cfg, system: str, row: dict | None = None) -> Step:
     """The key of one system's held-out losses (pure: nothing announced or loaded): its model (the training step,
     keyed on what it wrote, or the untouched student's name), the items and max_length."""
@@ -91,6 +92,7 @@ def run_heldout(run, cfg, system: str, row: dict) -> pd.DataFrame:
     return out
 
 
+@in_judging_pass
 def run_all_heldout(run, cfg) -> pd.DataFrame:
     """Every system's per-item losses, one long table shaped like the judgments of chapter 08 (``system,
     benchmark, id, score`` = the loss, ...)."""
@@ -102,6 +104,7 @@ def run_all_heldout(run, cfg) -> pd.DataFrame:
                       score=out["loss"], verdict=None, failure=None, served_model="local")
 
 
+@in_judging_pass
 def heldout_plan(run, cfg) -> dict:
     """What measuring the losses costs: forward passes still to run (no judge, no request, no dollar)."""
     systems = systems_table(run, cfg)

@@ -15,7 +15,7 @@ import pandas as pd
 
 from .. import training
 from ..escaping import literal_figure_text
-from .answers import anchor_system, load_answers, systems_table
+from .answers import anchor_system, in_judging_pass, load_answers, systems_table
 from .benchmarks import HELDOUT, HELDOUT_LABEL, benchmarks_for
 from .heldout import heldout_mode, heldout_step, mean_with_interval
 from .proxy import LABEL as PROXY_LABEL
@@ -30,6 +30,7 @@ log = logging.getLogger("crowdselect")
 GROUP = ["subset", "student", "method", "kind", "benchmark"]
 
 
+@in_judging_pass
 def scores_step(run, cfg, benches: dict | None = None, log=print):
     systems = systems_table(run, cfg)["system"]
     inputs = {f"{b}:{s}": judgments_step(run, cfg, s, b, benches, log=None)
@@ -59,6 +60,7 @@ def _arena_table(g: pd.DataFrame) -> pd.DataFrame:
     return table.where(table.notna(), None)
 
 
+@in_judging_pass
 def arena_anchor_readings(run, cfg, benches: dict | None = None) -> pd.DataFrame:
     """The Arena-Hard anchor reading side by side, from the SAME judgments (judge sample 0): each system's win rate
     against the anchor (the base student, ours and the paper's 50.0 row) and against the judge's baseline
@@ -125,6 +127,7 @@ def _score_rows(run, cfg, systems: pd.DataFrame, benches) -> pd.DataFrame:
     return out.assign(judge=f"{ident['backend']}:{ident['model']}", anchor=anchor).reindex(columns=SCORE_COLUMNS)
 
 
+@in_judging_pass
 def heldout_losses(run, cfg) -> pd.DataFrame:
     """``system, uuid, loss`` of every system whose losses are measured (a missing one is an error naming it)."""
     frames = []
@@ -137,6 +140,7 @@ def heldout_losses(run, cfg) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+@in_judging_pass
 def judged_scores(run, cfg, benches: dict | None = None) -> pd.DataFrame:
     """The tidy score table (module docstring): reused when its step is done, else computed from finished
     judgments (a system not judged yet is a `JudgeNotRun` naming it)."""
@@ -167,6 +171,7 @@ ITEM_COLUMNS = ["system", "subset", "student", "method", "seed", "kind", "benchm
                 "score", "game1", "game2", "anchor"]
 
 
+@in_judging_pass
 def item_scores(run, cfg, benches: dict | None = None) -> pd.DataFrame:
     """Per-item results of every judged system (`ITEM_COLUMNS`), what the paired bootstrap of chapter 09 resamples
     (`reporting.intervals`): MT-Bench: one row per (system, sample, question), ``score`` = the mean of its valid
@@ -195,6 +200,7 @@ def item_scores(run, cfg, benches: dict | None = None) -> pd.DataFrame:
     return out.assign(anchor=anchor_system(cfg, systems["system"].tolist())).reindex(columns=ITEM_COLUMNS)
 
 
+@in_judging_pass
 def run_judging(run, cfg) -> pd.DataFrame:
     """The whole stage headless: answers, cost gate, judgments, then the score table."""
     run_all_answers(run, cfg)

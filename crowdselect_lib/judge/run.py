@@ -28,7 +28,8 @@ import pandas as pd
 from ..config import LLMConfig
 from ..llm import make_llm
 from ..runs import Progress, append_jsonl, read_jsonl, write_parquet
-from .answers import anchor_system, answers_step, load_answers, run_answers, step_name, systems_table
+from .answers import (anchor_system, answers_step, in_judging_pass, load_answers, run_answers, step_name,
+                      systems_table)
 from .benchmarks import benchmarks_for
 from .heldout import HELDOUT, heldout_mode, heldout_plan, run_all_heldout
 from .prompts import attempts, judge_jobs, judge_settings, prompt_digest
@@ -73,6 +74,7 @@ def _baseline_reading(cfg, benchmark: str) -> bool:
     return benchmark == "arena_hard" and cfg.judge.anchor_reading == "baseline"
 
 
+@in_judging_pass
 def judged_benchmark(run, cfg, benchmark: str, benches: dict | None = None):
     """The benchmark as judged under `judge.anchor_reading`: "reanchor" (default) keeps the judge's baseline
     (gpt-4-0314 in v0.1); "baseline" makes the anchor system's answers the Arena-Hard baseline (its name too)."""
@@ -97,6 +99,7 @@ def _jobs(run, cfg, system: str, benchmark: str, benches: dict | None = None) ->
     return judge_jobs(bench, answers, system)
 
 
+@in_judging_pass
 def judgments_step(run, cfg, system: str, benchmark: str, benches: dict | None = None, log=print):
     bench = benchmarks_for(run, cfg, benches)[benchmark]
     ans = answers_step(run, cfg, system, benchmark, benches, log=None)
@@ -166,6 +169,7 @@ def _records(judge, jobs, bench, rep: int, progress) -> list[dict]:
     return rows
 
 
+@in_judging_pass
 def run_judgments(run, cfg, system: str, benchmark: str, benches: dict | None = None, judge=None) -> pd.DataFrame:
     """`system`'s judgments on `benchmark`, one row per (judge request, sample): reused when the step is done,
     else judged (resumable: ``judgments.jsonl`` in the step folder; finished ids are skipped)."""
@@ -221,6 +225,7 @@ def served_judges(run, cfg) -> list[str]:
     return sorted({m for r in rows if r.get("judge") == ident for m in (r.get("served_models") or {}) if m})
 
 
+@in_judging_pass
 def plan_judging(run, cfg, benches: dict | None = None, judge=None) -> dict:
     """What the judge would still be asked, before anything is sent: requests, requests to send (not in a
     finished step or the reply cache), approximate tokens and, with `judge.price_per_mtok_*`, dollars."""
@@ -258,6 +263,7 @@ def check_cost(estimate: dict, cfg) -> dict:
     return estimate
 
 
+@in_judging_pass
 def run_all_answers(run, cfg, benches: dict | None = None) -> pd.DataFrame:
     """Answers of every system to every benchmark: ``system, benchmark, question_id, first answer, finish_reasons,
     n_tokens, error``; none with the held-out loss, which reads the reference answers instead."""
@@ -272,6 +278,7 @@ def run_all_answers(run, cfg, benches: dict | None = None) -> pd.DataFrame:
     return out[["system", "benchmark", "question_id", "first answer", "finish_reasons", "n_tokens", "error"]]
 
 
+@in_judging_pass
 def run_all_judgments(run, cfg, benches: dict | None = None) -> pd.DataFrame:
     """Judgments of every system on every benchmark (cost gate first), one long table; with the held-out loss,
     every system's per-item loss (`heldout.run_all_heldout`)."""

@@ -79,13 +79,14 @@ def _judge_seconds(run, cfg, systems: list[str]) -> float:
     from .. import judge
 
     total = 0.0
-    for s in systems:
-        if judge.heldout_mode(cfg):
-            total += _seconds(judge.heldout_step(run, cfg, s))
-            continue
-        for b in cfg.judge.benchmarks:
-            total += _seconds(judge.answers_step(run, cfg, s, b, log=None))
-            total += _seconds(judge.judgments_step(run, cfg, s, b, log=None))
+    with judge.judging_pass():            # the systems table once, not once per step
+        for s in systems:
+            if judge.heldout_mode(cfg):
+                total += _seconds(judge.heldout_step(run, cfg, s))
+                continue
+            for b in cfg.judge.benchmarks:
+                total += _seconds(judge.answers_step(run, cfg, s, b, log=None))
+                total += _seconds(judge.judgments_step(run, cfg, s, b, log=None))
     return total
 
 
