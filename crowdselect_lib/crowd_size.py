@@ -62,17 +62,17 @@ def _positional(scores: pd.DataFrame, families: dict, clusters: pd.Series | None
     return scores.set_axis(pd.RangeIndex(len(scores)), axis=0), families, clusters
 
 
-def crowd_metrics(scores: pd.DataFrame, families: dict) -> pd.DataFrame:
+def crowd_metrics(scores: pd.DataFrame, families: dict, ties: str = "average") -> pd.DataFrame:
     """`metrics.base_metrics` (eqs. 3-5) of a crowd whose Stability may be undefined.
 
     Returns difficulty, separability, stability per instruction; ``attrs["n_families"]`` counts the families in
     Stability. With no family of >= 2 distinct sizes, base_metrics refuses; Difficulty and Separability do not
     depend on families, so they are taken from base_metrics with one placeholder family of distinct sizes, and
-    Stability is set to NaN.
+    Stability is set to NaN. ties: `metrics.stability_ties` ("average" or "official"), as in `base_metrics`.
     """
     n_fam = len(stability_families(families, list(scores.columns)))
     if n_fam:
-        out = base_metrics(scores, families)
+        out = base_metrics(scores, families, ties=ties)
     else:
         placeholder = {m: ("(placeholder)", float(j)) for j, m in enumerate(scores.columns)}
         out = base_metrics(scores, placeholder)
@@ -118,8 +118,8 @@ class _SubCrowds:
 
     BATCH_CELLS = 4_000_000          # D * n * m floats per stacked block (bounds memory on large zoos)
 
-    def __init__(self, scores: pd.DataFrame, families: dict):
-        self.scores, self.families = scores, families
+    def __init__(self, scores: pd.DataFrame, families: dict, ties: str = "average"):
+        self.scores, self.families, self.ties = scores, families, ties
         self.values = scores.to_numpy(dtype=float)
         self.cols = list(scores.columns)
         self.col = {m: j for j, m in enumerate(self.cols)}
@@ -144,7 +144,7 @@ class _SubCrowds:
             for lo in range(0, len(group), step):
                 part = pos[lo:lo + step]
                 block = np.asfortranarray(self.values[:, part].transpose(1, 0, 2).reshape(len(part) * n, -1))
-                stab = base_metrics(pd.DataFrame(block, columns=list(slots)), slots)["stability"].to_numpy()
+                stab = base_metrics(pd.DataFrame(block, columns=list(slots)), slots, ties=self.ties)["stability"].to_numpy()
                 self.stab.update(zip(group[lo:lo + step], stab.reshape(len(part), n)))
 
     def metrics(self, crowds: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -163,13 +163,14 @@ class _SubCrowds:
         return out, np.array([len(key) for key in keys])
 
 
-def sub_crowd_metrics(scores: pd.DataFrame, families: dict, crowds: list[list[str]]) -> list[pd.DataFrame]:
+def sub_crowd_metrics(scores: pd.DataFrame, families: dict, crowds: list[list[str]],
+                      ties: str = "average") -> list[pd.DataFrame]:
     """`crowd_metrics` (eqs. 3-5) of each crowd (a list of model names, columns of `scores`), batched: the same
     numbers, bit for bit, at a fraction of the cost (`_SubCrowds`)."""
     unknown = sorted({m for c in crowds for m in c} - set(scores.columns))
     if unknown:
         raise KeyError(f"model(s) {unknown} are not columns of the score matrix")
-    sub = _SubCrowds(scores, families)
+    sub = _SubCrowds(scores, families, ties)
     out = []
     for c in crowds:
         met, n_fam = sub.metrics(np.array([[sub.col[m] for m in c]]))
@@ -192,7 +193,7 @@ def _eq9(rho: dict[str, np.ndarray], w: dict[str, float]) -> np.ndarray:
     return score
 
 
-def _evaluate(scores, families, crowds: list[np.ndarray], k: int, weights, clusters):
+def _evaluate(scores, families, crowds: list[np.ndarray], k: int, weights, clusters, ties: str = "average"):
     """Spearman per metric vs the full crowd (D, 3), Jaccard of the top-k (D,), families in Stability (D,).
 
     Crowds of one size are batched: metrics through `_SubCrowds`, eqs. 6-8 through ONE `selection.normalize` call
@@ -202,14 +203,14 @@ def _evaluate(scores, families, crowds: list[np.ndarray], k: int, weights, clust
     is computed once."""
     if not 0 < k <= len(scores):
         raise ValueError(f"k must be within 1 .. {len(scores)} instructions, got {k}")
-    full = crowd_metrics(scores, families)
+    full = crowd_metrics(scores, families, ties)
     ref = np.zeros(len(scores), dtype=bool)
     ref[crowdselect_top(full, k, weights, clusters).to_numpy()] = True    # S has a RangeIndex: labels = positions
     w_full = _weights([c for c in METRICS if not full[c].isna().all()], weights)
     rho_full = normalize(full[list(w_full)])
     fast = np.array_equal(_eq9({c: rho_full[c].to_numpy() for c in w_full}, w_full),
                           combine(full, w_full).to_numpy())
-    sub = _SubCrowds(scores, families)
+    sub = _SubCrowds(scores, families, ties)
     sub.fill_stability([sub.key(c) for c in crowds])                     # every size at once: fewer, taller calls
     rho, jac, n_fam = np.empty((len(crowds), 3)), np.empty(len(crowds)), np.empty(len(crowds), dtype=np.int64)
     sizes = np.array([len(c) for c in crowds])
@@ -252,7 +253,8 @@ def _tidy(rho: np.ndarray, jac: np.ndarray, n_fam: np.ndarray, keys: dict) -> pd
 
 def crowd_size_study(zoo_or_scores, families: dict | None = None, *, reward_model: str | None = None,
                      sizes=None, draws: int = 50, seed: int = 0, k: int = 100, weights=(1.0, 1.0, 2.0),
-                     clusters: pd.Series | None = None, stability_only: list[str] | None = None) -> pd.DataFrame:
+                     clusters: pd.Series | None = None, stability_only: list[str] | None = None,
+                     ties: str = "average") -> pd.DataFrame:
     """How well m random models reproduce the full crowd's metrics (eqs. 3-5) and CrowdSelect subset (eqs. 6-9).
 
     zoo_or_scores: a `Zoo` (scores of `reward_model`, default the zoo's) or a score matrix S (index uuid, one
@@ -261,7 +263,8 @@ def crowd_size_study(zoo_or_scores, families: dict | None = None, *, reward_mode
     so a size's draws do not depend on the other sizes asked for. At m = N every draw is the full crowd: Spearman
     and Jaccard are exactly 1. k, weights, clusters: the CrowdSelect subset (eq. 9 weights in the order
     difficulty, separability, stability; clusters: index uuid -> label for equal per-cluster quotas).
-    stability_only: `metrics.stability_families` (None = every family with two distinct sizes).
+    stability_only: `metrics.stability_families` (None = every family with two distinct sizes); ties:
+    `metrics.stability_ties` (eq. 5's tie rule, `metrics.base_metrics`).
 
     Returns the tidy table m, draw, metric, spearman, jaccard, n_families (len(sizes) * draws * 3 rows).
     """
@@ -279,13 +282,13 @@ def crowd_size_study(zoo_or_scores, families: dict | None = None, *, reward_mode
         picks = np.random.default_rng([seed, m]).random((draws, n_models)).argsort(axis=1)[:, :m]
         crowds.extend(np.sort(picks, axis=1))
         ms.extend([m] * draws)
-    rho, jac, n_fam = _evaluate(scores, families, crowds, k, weights, clusters)
+    rho, jac, n_fam = _evaluate(scores, families, crowds, k, weights, clusters, ties)
     return _tidy(rho, jac, n_fam, {"m": ms, "draw": np.tile(np.arange(draws), len(sizes))})
 
 
 def leave_one_family_out(zoo_or_scores, families: dict | None = None, *, reward_model: str | None = None,
                          k: int = 100, weights=(1.0, 1.0, 2.0), clusters: pd.Series | None = None,
-                         stability_only: list[str] | None = None) -> pd.DataFrame:
+                         stability_only: list[str] | None = None, ties: str = "average") -> pd.DataFrame:
     """Drop each family's models in turn; compare metrics (eqs. 3-5) and the top-k subset (eqs. 6-9) with the full crowd.
 
     What to expect. Dropping a family that does not enter Stability leaves Stability bit-identical (Spearman 1;
@@ -294,7 +297,8 @@ def leave_one_family_out(zoo_or_scores, families: dict | None = None, *, reward_
     Separability unchanged only when its models' scores do not move the per-instruction mean and variance (e.g.
     two models scoring mean +- std of the others). A family whose removal leaves < 2 models is skipped.
 
-    stability_only: `metrics.stability_families` (None = every family with two distinct sizes).
+    stability_only: `metrics.stability_families` (None = every family with two distinct sizes); ties:
+    `metrics.stability_ties`.
 
     Returns columns family, n_dropped, in_stability, metric, spearman, jaccard, n_families (3 rows per family).
     """
@@ -304,7 +308,7 @@ def leave_one_family_out(zoo_or_scores, families: dict | None = None, *, reward_
     in_stab = set(stability_families(families, list(scores.columns)))
     names = [f for f in pd.unique(fam_of) if np.count_nonzero(fam_of != f) >= 2]
     crowds = [np.flatnonzero(fam_of != f) for f in names]
-    rho, jac, n_fam = _evaluate(scores, families, crowds, k, weights, clusters)
+    rho, jac, n_fam = _evaluate(scores, families, crowds, k, weights, clusters, ties)
     return _tidy(rho, jac, n_fam, {"family": names, "n_dropped": [int(np.count_nonzero(fam_of == f)) for f in names],
                                    "in_stability": [f in in_stab for f in names]})
 
@@ -375,7 +379,8 @@ def plot_crowd_size(study: pd.DataFrame, title: str | None = None, level: float 
 
 
 def official_sort_overlap(zoo_or_scores, clusters: pd.Series, families: dict | None = None, *,
-                          reward_model: str | None = None, k: int = 100, weights=(1.0, 1.0, 2.0)) -> pd.Series:
+                          reward_model: str | None = None, k: int = 100, weights=(1.0, 1.0, 2.0),
+                          ties: str = "average") -> pd.Series:
     """How far the official code's per-cluster uuid-string sort (method.md §4, `select(official_compat=True)`)
     lands from the CrowdSelect subset it means to pick (eqs. 6-9, equal per-cluster quotas).
 
@@ -383,7 +388,7 @@ def official_sort_overlap(zoo_or_scores, clusters: pd.Series, families: dict | N
     (eqs. 3-5): ``<metric>_crowdselect`` and ``<metric>_official``.
     """
     scores, families = _scores_and_families(zoo_or_scores, families, reward_model)
-    met = crowd_metrics(scores, families)
+    met = crowd_metrics(scores, families, ties)
     score = combine(met, weights)
     ours = select(score, k, "top", clusters, rule="equal")[0].index
     official = select(score, k, "top", clusters, rule="equal", official_compat=True)[0].index

@@ -76,10 +76,13 @@ def test_sub_crowd_metrics_are_bit_identical_to_base_metrics():
     rng = np.random.default_rng(0)
     crowds = [list(rng.choice(s.columns, size=m, replace=False)) for m in (2, 3, 4, 6, 8, 10) for _ in range(4)]
     crowds += [["a1", "a3", "b1", "b2", "c1"], ["a2", "a3", "b2", "e1", "e2"], ["c1", "d1"], list(s.columns)]
-    for crowd, got in zip(crowds, C.sub_crowd_metrics(s, FAMILIES, crowds)):
-        want = C.crowd_metrics(s[crowd], FAMILIES)
-        pd.testing.assert_frame_equal(got, want, check_exact=True, obj=str(crowd))
-        assert got.attrs["n_families"] == want.attrs["n_families"]
+    for ties in ("average", "official"):                  # `metrics.stability_ties`: both rules go through
+        for crowd, got in zip(crowds, C.sub_crowd_metrics(s, FAMILIES, crowds, ties)):
+            want = C.crowd_metrics(s[crowd], FAMILIES, ties)
+            pd.testing.assert_frame_equal(got, want, check_exact=True, obj=f"{ties} {crowd}")
+            if want.attrs["n_families"]:
+                pd.testing.assert_series_equal(want["stability"], base_metrics(s[crowd], FAMILIES, ties=ties)["stability"])
+            assert got.attrs["n_families"] == want.attrs["n_families"]
     with pytest.raises(KeyError, match=r"model\(s\) \['zz'\] are not columns"):
         C.sub_crowd_metrics(s, FAMILIES, [["a1", "zz"]])
 
@@ -246,3 +249,17 @@ def test_stability_only_honours_metrics_stability_families():
     assert (study["spearman"] == 1.0).all()
     with pytest.raises(ValueError, match="unknown family"):
         C.leave_one_family_out(s, FAMILIES, stability_only=["zz"])
+
+
+def test_the_study_follows_the_stability_tie_rule():
+    """On coarse scores a constant family reads +1 under the official rule and 0 under average ranks (eq. 5), so the
+    full crowd's Stability, and the study measured against it, depend on `metrics.stability_ties`."""
+    s = _scores(n=120, seed=2).round(0)                      # integer scores: many constant families
+    study = {t: C.crowd_size_study(s, FAMILIES, sizes=[6, 8], draws=6, k=12, ties=t) for t in ("average", "official")}
+    stab = {t: d[d["metric"] == "stability"].reset_index(drop=True) for t, d in study.items()}
+    assert not stab["average"]["spearman"].equals(stab["official"]["spearman"])
+    for t, rows in stab.items():                             # each row is the library's value under that rule
+        row = rows.iloc[0]
+        crowd = sorted(np.random.default_rng([0, 6]).random((6, 10)).argsort(axis=1)[0, :6])
+        met, full = (base_metrics(x, FAMILIES, ties=t)["stability"] for x in (s.iloc[:, crowd], s))
+        assert row["spearman"] == pytest.approx(spearmanr(met, full)[0], abs=1e-12), t
