@@ -1,6 +1,7 @@
 """Benchmark: the crowd-size study (`crowdselect_lib.crowd_size`) on the real AlpacaEval zoo and a demo zoo.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_crowd_size.py [DATA_DIR] [--draws 50] [--k 100] [--minilm]
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_crowd_size.py [DATA_DIR] [--draws 50] [--k 100] [--ties official]
+        [--minilm]
 
 DATA_DIR: a local AlpacaEval zoo (instructions.parquet, responses.parquet); default ../shared/data/alpacaeval_zoo
 beside the repository. Prints the study's time (wall and CPU) on the AlpacaEval zoo (every crowd size 3..56,
@@ -47,8 +48,8 @@ def minilm_clusters(zoo) -> pd.Series:
     return pd.Series(np.asarray(labels), index=inst["uuid"], name="cluster")
 
 
-def headline(name: str, zoo, draws: int, k: int, seed: int) -> pd.DataFrame:
-    study, wall, cpu = timed(C.crowd_size_study, zoo, draws=draws, k=k, seed=seed)
+def headline(name: str, zoo, draws: int, k: int, seed: int, ties: str) -> pd.DataFrame:
+    study, wall, cpu = timed(C.crowd_size_study, zoo, draws=draws, k=k, seed=seed, ties=ties)
     n, m = zoo.scores().shape
     print(f"\n== {name}: {n} instructions x {m} models, k={k}, sizes 3..{m}, {draws} draws each "
           f"({study[['m', 'draw']].drop_duplicates().shape[0]} crowds)")
@@ -72,6 +73,8 @@ def main(argv=None) -> int:
     ap.add_argument("--draws", type=int, default=50)
     ap.add_argument("--k", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ties", choices=["official", "average"], default="official",
+                    help="metrics.stability_ties (eq. 5's tie rule; the paper's params: official)")
     ap.add_argument("--minilm", action="store_true", help="official-sort clusters from MiniLM K-means (chapter 04)")
     args = ap.parse_args(argv)
     data_dir = Path(args.data_dir)
@@ -79,9 +82,9 @@ def main(argv=None) -> int:
     zoo, wall, _ = timed(load_zoo, "alpacaeval", data_dir, drop_incomplete=True)
     print(f"AlpacaEval zoo loaded in {wall:.1f} s from {data_dir} "
           f"({zoo.info.get('dropped_incomplete', 0)} incomplete instructions dropped)")
-    study = headline("AlpacaEval", zoo, args.draws, args.k, args.seed)
+    study = headline("AlpacaEval", zoo, args.draws, args.k, args.seed, args.ties)
 
-    lofo, wall, _ = timed(C.leave_one_family_out, zoo, k=args.k)
+    lofo, wall, _ = timed(C.leave_one_family_out, zoo, k=args.k, ties=args.ties)
     stab = lofo[lofo["in_stability"]].pivot(index="family", columns="metric", values="spearman")
     stab["jaccard"] = lofo[lofo["in_stability"]].groupby("family")["jaccard"].first()
     print(f"\nleave one family out ({lofo['family'].nunique()} families, {wall:.1f} s); the Stability families:")
@@ -92,13 +95,13 @@ def main(argv=None) -> int:
           f"Jaccard median {other.groupby('family')['jaccard'].first().median():.3f}")
 
     clusters = minilm_clusters(zoo) if args.minilm else subset_clusters(zoo, data_dir)
-    gap = C.official_sort_overlap(zoo, clusters, k=args.k)
+    gap = C.official_sort_overlap(zoo, clusters, k=args.k, ties=args.ties)
     print(f"\nofficial uuid-string sort vs CrowdSelect ({'MiniLM K-means 10' if args.minilm else 'AlpacaEval subsets'}"
           f" as clusters, k={args.k}): {int(gap['shared'])} of {args.k} shared, Jaccard {gap['jaccard']:.3f}; "
           f"mean Stability {gap['stability_official']:.2f} vs {gap['stability_crowdselect']:.2f}")
 
     demo = load_zoo("demo", n_instructions=3000, seed=0)
-    headline("demo zoo (simulated)", demo, args.draws, 300, args.seed)
+    headline("demo zoo (simulated)", demo, args.draws, 300, args.seed, args.ties)
 
     a = C.agreement_size(study, 0.9)
     print(f"\nHEADLINE (AlpacaEval, k={args.k}): the CrowdSelect top-{args.k} agrees with the full crowd's at median "
