@@ -163,6 +163,17 @@ def embed(texts, e, cache_dir: str | Path, *, chunk: int = ENCODE_CHUNK) -> np.n
     return vectors[pd.Index(known).get_indexer(keys)]
 
 
+def describe_embeddings(vectors: np.ndarray, e) -> str:
+    """One line on what the vectors are: unit vectors (`pooling: model`), or the official unmasked mean with the
+    spread of its norms (`pooling: official`: pad positions pull a short text towards the pad token's state)."""
+    norms = np.linalg.norm(vectors, axis=1)
+    head = f"{e.model}: {len(vectors)} instructions x {vectors.shape[1]} dimensions"
+    if getattr(e, "pooling", "model") == "model":
+        return f"{head}, unit vectors (the model's own pooling, normalised)"
+    return (f"{head}, official pooling: the mean over every position of a padded batch of {OFFICIAL_BATCH}, pads "
+            f"included, not normalised (norms {norms.min():.2f}-{norms.max():.2f}, median {np.median(norms):.2f})")
+
+
 def embed_instructions(run, cfg) -> tuple[np.ndarray, np.ndarray]:
     """(uuids, embeddings) of the run's zoo instructions with `cfg.embedding`; recorded in meta.json."""
     inst = load_run_zoo(run, cfg).instructions()

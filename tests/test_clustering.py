@@ -132,3 +132,16 @@ def test_clusters_follow_try_this_overrides_and_recover_topics(tmp_path):
     tsne = clustering.load_run_tsne(run, cfg)
     assert list(tsne.columns) == ["uuid", "x", "y", "cluster"] and len(tsne) == 60
     assert (tsne["cluster"].to_numpy() == base.reindex(tsne["uuid"]).to_numpy()).all()
+
+
+def test_describe_embeddings_says_unit_vectors_only_for_the_models_own_pooling():
+    from types import SimpleNamespace
+
+    from crowdselect_lib.clustering import describe_embeddings
+
+    v = np.array([[3.0, 4.0], [0.0, 2.0], [1.0, 0.0]])                   # norms 5, 2, 1
+    official = describe_embeddings(v, SimpleNamespace(model="m", pooling="official"))
+    assert official == ("m: 3 instructions x 2 dimensions, official pooling: the mean over every position of a padded "
+                        "batch of 32, pads included, not normalised (norms 1.00-5.00, median 2.00)")
+    assert describe_embeddings(v / 5, SimpleNamespace(model="m", pooling="model")).endswith(
+        "unit vectors (the model's own pooling, normalised)")
