@@ -100,6 +100,18 @@ def test_holdout_split_is_fixed_and_never_selectable():
     assert out.responses["uuid"].nunique() == 70
 
 
+def test_ledger_figure_uses_a_log_axis_only_across_orders_of_magnitude():
+    def book(totals):
+        return pd.DataFrame({"method": ["a", "b"], "total_s": totals, "gain": [0.0, 0.1], "gain_lower": [0.0, 0.0],
+                             "gain_upper": [0.0, 0.2], "benchmark": "mt_bench"})
+
+    narrow = costs.plot_ledger(book([4.6, 6.2])).axes[0]       # the demo: every method costs 4-7 s
+    assert narrow.get_xscale() == "linear" and narrow.get_xlabel().endswith("(wall seconds)")
+    wide = costs.plot_ledger(book([5.0, 5000.0])).axes[0]
+    assert wide.get_xscale() == "log" and wide.get_xlabel().endswith("log scale)")
+    assert wide.xaxis.get_major_formatter()(1000.0, 0) == "1,000"         # plain numbers, no 10^3 TeX
+
+
 def test_ledger_arithmetic_and_the_paper_scale_plan():
     measured = pd.DataFrame({"method": ["crowdselect", "random", "random_s2"], "select_s": [50.0, 0.2, 0.4],
                              "train_s": [100.0, 90.0, 110.0], "judge_s": [20.0, 20.0, 20.0]})

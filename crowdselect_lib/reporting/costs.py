@@ -139,8 +139,11 @@ def paper_costs(paper_cfg, methods: list[str] | None = None) -> pd.DataFrame:
 
 
 def plot_ledger(table: pd.DataFrame, title: str = ""):
-    """Cost against gain: x = this run's total wall seconds per method (log scale), y = its gain over Random with
-    the 95% interval; Random sits at 0. Returns the figure."""
+    """Cost against gain: x = this run's total wall seconds per method (log scale when they span more than a factor
+    of 10), y = its gain over Random with the 95% interval; Random sits at 0. Returns the figure."""
+    import matplotlib
+    import matplotlib.ticker
+
     from .plots import pyplot
 
     plt = pyplot()
@@ -151,8 +154,14 @@ def plot_ledger(table: pd.DataFrame, title: str = ""):
     for x, y, name in zip(d["total_s"].clip(lower=1e-2), d["gain"], d["method"]):
         ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
     ax.axhline(0, color="k", lw=0.8, ls="--")
-    ax.set_xscale("log")
-    ax.set_xlabel("cost in this run: select + train + judge (wall seconds)")
+    ax.margins(x=0.12)                              # room for the rightmost method's name
+    x = d["total_s"].clip(lower=1e-2)
+    if len(x) and x.max() / x.min() > 10:        # a log axis only where costs span orders of magnitude
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:,.4g}"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlabel("cost in this run: select + train + judge (wall seconds"
+                  + (", log scale)" if ax.get_xscale() == "log" else ")"))
     bench = d["benchmark"].iloc[0] if len(d) else ""
     ax.set_ylabel(f"gain over Random ({bench}; 95%)")
     ax.set_title(title, fontsize=10)
