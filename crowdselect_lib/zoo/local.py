@@ -207,6 +207,10 @@ class ScoreStream:
             raise ZooError(f"unknown reward model {reward_model!r}; this crowd has {local_reward_models(data_dir)}")
         self.stats = {"rows": 0, "instructions": 0, "dropped_incomplete": 0, "max_buffered_rows": 0}
 
+    def families(self) -> dict[str, tuple[str, float]]:
+        """model -> (family, size_b) from models.csv, the second input of `metrics.streamed_metrics`."""
+        return dict(zip(self.models["model"], zip(self.models["family"], self.models["size_b"].astype(float))))
+
     def _batches(self):
         cols = [c for c in TEXT_COLUMNS if c != "uuid"] + [self.reward_model]
         for p in self.files:
