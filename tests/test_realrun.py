@@ -212,11 +212,11 @@ def test_pipeline_table_takes_params_and_sets_and_stops_at_a_closed_gate(monkeyp
 
 # ------------------------------------------------------------------ small fixes
 
-def test_ifd_pre_model_key_holds_only_what_changes_that_model():
+def test_ifd_pre_model_key_holds_only_what_changes_that_model(tmp_path):
     from crowdselect_lib.baselines.ifd import model_name, pre_model_step
     from crowdselect_lib.runs import Run
 
-    cfg = load_config(pipeline.repo_root() / "params" / "demo.yaml")
+    cfg = load_config(pipeline.repo_root() / "params" / "demo.yaml", {"run.root": str(tmp_path)})
     run = Run.from_config(cfg)
 
     def key(**over):

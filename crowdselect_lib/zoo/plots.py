@@ -31,7 +31,8 @@ def plot_scores_by_family(zoo, reward_model: str | None = None, title: str | Non
     size = (9.0, 0.24 * len(order) + 1.5) if horizontal else (max(8.0, 0.42 * len(order) + 2), 4.6)
     fig, ax = plt.subplots(figsize=size)
     box = ax.boxplot([s[m].to_numpy() for m in order["model"]], showfliers=False, patch_artist=True, widths=0.7,
-                     vert=not horizontal, showmeans=True, medianprops={"color": "black"},
+                     orientation="horizontal" if horizontal else "vertical", showmeans=True,
+                     medianprops={"color": "black"},
                      meanprops={"marker": "D", "markerfacecolor": "white", "markeredgecolor": "black", "markersize": 4})
     for patch, fam in zip(box["boxes"], order["family"]):
         patch.set_facecolor(colours(fams.index(fam) % colours.N))
