@@ -5,6 +5,7 @@ import hashlib
 import json
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -215,6 +216,34 @@ def test_a_crowd_in_shards_is_streamed_for_the_metrics_by_row_groups(tmp_path):
     assert stream.stats == {"rows": len(long), "instructions": 999, "dropped_incomplete": 1,
                             "max_buffered_rows": stream.stats["max_buffered_rows"]}
     assert stream.stats["max_buffered_rows"] < 1000 + 19
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
+def test_the_stream_counts_blank_answers_by_the_same_rule_as_validation(tmp_path, fmt):
+    """A lone zero-width space, a BOM, a NUL or a tab is no answer (`zoo.model.BLANK_CHARS`, AlpacaEval has eight
+    zero-width answers): the stream drops exactly the instructions the in-memory zoo drops."""
+    from crowdselect_lib.metrics import base_metrics, streamed_metrics
+    from crowdselect_lib.zoo import ScoreStream
+
+    zoo = load_zoo("demo", n_instructions=100, seed=4)
+    rm = zoo.default_reward_model
+    long = zoo.responses[["uuid", "instruction", "model", "response", rm]].copy()
+    blanks = {3: "\u200b", 40: "\ufeff", 77: "\x00", 120: " \t ", 200: "\u200b ok"}       # the last one is text
+    for row, text in blanks.items():
+        long.loc[long.index[row], "response"] = text
+    d = tmp_path / "crowd"
+    d.mkdir()
+    if fmt == "parquet":
+        long.to_parquet(d / "answers.parquet", index=False)
+    else:
+        long.to_json(d / "answers.jsonl", orient="records", lines=True)
+    zoo.models.to_csv(d / "models.csv", index=False)
+    kept = load_zoo("local", d, drop_incomplete=True)
+    stream = ScoreStream(d, rm, batch_rows=300, drop_incomplete=True)
+    got = streamed_metrics(stream, stream.families())
+    assert stream.stats["dropped_incomplete"] == kept.info["dropped_incomplete"] == 4
+    want = base_metrics(kept.scores(rm), kept.families())
+    assert np.array_equal(got.loc[want.index].to_numpy(), want.to_numpy()) and len(got) == len(want) == 96
 
 
 def test_preflight_checks_a_local_crowd_folder(tmp_path):

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from ..runs import read_jsonl, text_digest
-from .model import Zoo, ZooError, check_models
+from .model import BLANK_CHARS, Zoo, ZooError, _blank, check_models
 
 MODELS_FILE = "models.csv"
 TEXT_COLUMNS = ["uuid", "instruction", "model", "response"]
@@ -216,14 +216,18 @@ class ScoreStream:
         for p in self.files:
             has_uuid = "uuid" in _header(p)
             if p.suffix == ".parquet":
+                import pyarrow as pa
                 import pyarrow.compute as pc
                 import pyarrow.parquet as pq
 
                 try:
                     batches = pq.ParquetFile(p).iter_batches(self.batch_rows, columns=cols + ["uuid"] * has_uuid)
                     for b in batches:     # blank answers found in Arrow: the texts never become Python objects
-                        resp = b.column("response")
-                        blank = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(resp), ""), True)
+                        resp = b.column("response")   # blank = `validate`'s rule: whitespace, zero-width, BOM, NUL
+                        if pa.types.is_string(resp.type) or pa.types.is_large_string(resp.type):
+                            blank = pc.fill_null(pc.equal(pc.utf8_trim(resp, characters=BLANK_CHARS), ""), True)
+                        else:             # not text at all (e.g. a column of nulls): no answer
+                            blank = pa.array(np.ones(len(resp), dtype=bool))
                         cut = b.drop_columns(["response"]).to_pandas()
                         yield p, cut.assign(blank=blank.to_numpy(zero_copy_only=False)), has_uuid
                 except OSError as e:
@@ -232,8 +236,7 @@ class ScoreStream:
                 df = read_crowd_file(p)   # JSONL / CSV: read whole, then cut into batches
                 for a in range(0, len(df), self.batch_rows):
                     part = df.iloc[a:a + self.batch_rows]
-                    s = part["response"].str.strip()
-                    yield p, part.drop(columns=["response"]).assign(blank=(s.isna() | (s == "")).to_numpy()), has_uuid
+                    yield p, part.drop(columns=["response"]).assign(blank=_blank(part["response"])), has_uuid
 
     def __iter__(self):
         names, m = list(self.models["model"]), len(self.models)
