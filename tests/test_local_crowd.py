@@ -120,6 +120,37 @@ def test_select_writes_50_chat_rows_and_a_second_call_reuses_everything(alpacaev
     assert [json.loads(x) for x in out.read_text().splitlines()] == rows
 
 
+def test_select_stream_writes_the_same_file_without_loading_the_crowd(alpacaeval_crowd, tmp_path, capsys,
+                                                                     monkeypatch):
+    """`select --stream` (metrics by record batches, answers read back for the picked uuids only) writes the in-memory
+    command's file byte for byte: the real crowd in three shards cut inside instructions, read 500 rows at a time,
+    with its dropped instructions and 10 clusters over the official pooling (the zoo's instruction order)."""
+    from crowdselect_lib.selection import stream
+
+    answers = pd.read_parquet(alpacaeval_crowd / "answers.parquet")
+    shards = tmp_path / "shards"
+    for i, part in enumerate(np.array_split(np.arange(len(answers)), 3)):     # cuts fall inside instructions
+        (shards / f"part-{i}").mkdir(parents=True)
+        answers.iloc[part].to_parquet(shards / f"part-{i}" / "answers.parquet", row_group_size=300)
+    shutil.copy(alpacaeval_crowd / "models.csv", shards / "models.csv")
+    monkeypatch.setattr(stream, "BATCH_ROWS", 500)
+    outs = {}
+    for mode in ("memory", "stream"):
+        out = tmp_path / f"{mode}.jsonl"
+        args = ["select", "--zoo", str(shards), "--k", "30", "--out", str(out), "--run", str(tmp_path / mode)]
+        assert main(args + ["--stream"] * (mode == "stream")) == 0, capsys.readouterr().err
+        outs[mode] = (out.read_bytes(), capsys.readouterr().out)
+    assert outs["stream"][0] == outs["memory"][0] and outs["memory"][0].count(b"\n") == 30
+    said = outs["stream"][1]
+    assert "3 computed, 0 reused (-)" in said and "zoo/local" not in said      # metrics, clusters, subset; no zoo
+    assert "crowd: 147 instructions x 56 models" in said and "3 instruction(s) dropped" in said
+    def explanation(text):                                   # from "crowd: ..." to the last metric line
+        return text[text.index("crowd: "):text.index("wrote ")]
+
+    assert explanation(said) == explanation(outs["memory"][1])
+    assert main(args + ["--stream"]) == 0 and "0 computed, 2 reused" in capsys.readouterr().out   # metrics, subset
+
+
 def test_select_formats_and_plain_top_k(alpacaeval_crowd, tmp_path, capsys):
     out = tmp_path / "sub.json"
     assert main(["select", "--zoo", str(alpacaeval_crowd), "--k", "5", "--out", str(out), "--run",
@@ -214,36 +245,44 @@ def test_a_crowd_in_shards_is_streamed_for_the_metrics_by_row_groups(tmp_path):
     assert got.index.sort_values().equals(want.index.sort_values())
     assert np.array_equal(got.loc[want.index].to_numpy(), want.to_numpy())   # bit for bit
     assert stream.stats == {"rows": len(long), "instructions": 999, "dropped_incomplete": 1,
-                            "max_buffered_rows": stream.stats["max_buffered_rows"]}
+                            "max_buffered_rows": stream.stats["max_buffered_rows"],
+                            "dropped_reasons": {"no_answer": 0, "nan_score": 1, "missing_rows": 0}}
     assert stream.stats["max_buffered_rows"] < 1000 + 19
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
-def test_the_stream_counts_blank_answers_by_the_same_rule_as_validation(tmp_path, fmt):
-    """A lone zero-width space, a BOM, a NUL or a tab is no answer (`zoo.model.BLANK_CHARS`, AlpacaEval has eight
-    zero-width answers): the stream drops exactly the instructions the in-memory zoo drops."""
+def test_the_stream_drops_and_counts_exactly_what_validation_drops(tmp_path, fmt):
+    """The stream's incomplete instructions are `validate`'s: a lone zero-width space, a BOM, a NUL or a tab is no
+    answer (`zoo.model.BLANK_CHARS`; AlpacaEval has eight zero-width answers), a NaN score for *any* scorer drops
+    the instruction, a missing row too, and a models.csv model without a single row leaves the crowd."""
     from crowdselect_lib.metrics import base_metrics, streamed_metrics
     from crowdselect_lib.zoo import ScoreStream
 
     zoo = load_zoo("demo", n_instructions=100, seed=4)
-    rm = zoo.default_reward_model
-    long = zoo.responses[["uuid", "instruction", "model", "response", rm]].copy()
+    rm, other = zoo.reward_models[0], zoo.reward_models[1]
+    long = zoo.responses.copy()
     blanks = {3: "\u200b", 40: "\ufeff", 77: "\x00", 120: " \t ", 200: "\u200b ok"}       # the last one is text
     for row, text in blanks.items():
         long.loc[long.index[row], "response"] = text
+    long.loc[long.index[300], other] = np.nan                                 # another scorer's NaN
+    long = long.drop(index=long.index[500])                                   # a missing row
     d = tmp_path / "crowd"
     d.mkdir()
     if fmt == "parquet":
         long.to_parquet(d / "answers.parquet", index=False)
     else:
         long.to_json(d / "answers.jsonl", orient="records", lines=True)
-    zoo.models.to_csv(d / "models.csv", index=False)
+    extra = pd.DataFrame({"model": ["never-answered"], "family": ["qwen2.5"], "size_b": [0.5]})
+    pd.concat([zoo.models, extra]).to_csv(d / "models.csv", index=False)
     kept = load_zoo("local", d, drop_incomplete=True)
     stream = ScoreStream(d, rm, batch_rows=300, drop_incomplete=True)
     got = streamed_metrics(stream, stream.families())
-    assert stream.stats["dropped_incomplete"] == kept.info["dropped_incomplete"] == 4
+    assert stream.stats["dropped_incomplete"] == kept.info["dropped_incomplete"] == 6
+    assert stream.stats["dropped_reasons"] == kept.info["dropped_reasons"] == {"no_answer": 4, "nan_score": 1,
+                                                                               "missing_rows": 1}
     want = base_metrics(kept.scores(rm), kept.families())
-    assert np.array_equal(got.loc[want.index].to_numpy(), want.to_numpy()) and len(got) == len(want) == 96
+    assert np.array_equal(got.loc[want.index].to_numpy(), want.to_numpy()) and len(got) == len(want) == 94
+    assert stream.instructions()["uuid"].tolist() == kept.instructions()["uuid"].tolist()    # the zoo's order
 
 
 def test_preflight_checks_a_local_crowd_folder(tmp_path):

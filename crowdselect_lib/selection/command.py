@@ -2,6 +2,7 @@
 
     python -m crowdselect_lib select --zoo DIR --k N --out FILE [--weights 1,1,2] [--clusters C]
         [--reward-model NAME] [--format chat|llamafactory|alpaca] [--run DIR] [--params FILE] [--embedding MODEL]
+        [--stream]
 
 `DIR` is a local crowd (`zoo.local`: the answers and models.csv). The zoo, the metrics (eqs. 3-5), the clusters
 (K-means over instruction embeddings, §3.3) and the CrowdSelect subset (eqs. 6-9 with equal per-cluster quotas)
@@ -9,7 +10,8 @@ are the keyed steps the notebooks use, in the run folder `--run` (default ``runs
 folder): an unchanged second call reuses every step. ``--clusters 1`` takes the plain top-k. Instructions that
 some model did not answer (or whose score is NaN) are dropped and counted in the printout. Without ``--params``
 the paper's settings apply, except the embedder: all-MiniLM-L6-v2 (offline; the paper's jina-embeddings-v3 is
-``--embedding jinaai/jina-embeddings-v3`` with a params file that allows its remote code).
+``--embedding jinaai/jina-embeddings-v3`` with a params file that allows its remote code). ``--stream`` reads a crowd
+larger than memory by batches (`selection.stream`): the same subset and the same file, without loading the answers.
 
 Formats: ``chat`` JSONL, one ``{"messages": [user, assistant]}`` per row (TRL); ``alpaca`` one JSON list of
 ``{instruction, input, output}``; ``llamafactory`` the alpaca file plus its entry in ``dataset_info.json`` beside it.
@@ -30,6 +32,7 @@ from ..runs.step import STEP_LOG
 from ..zoo import ZooError, load_run_zoo, zoo_reward_models
 from .run import load_run_selection, selection_reports
 from .score import percentile_ranks
+from .stream import streamed_selection
 from .table import export_alpaca_json, export_chat_jsonl, export_llamafactory
 
 FORMATS = ("chat", "llamafactory", "alpaca")
@@ -50,6 +53,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--run", default="runs/select", help="run folder for the keyed steps (default runs/select)")
     ap.add_argument("--params", default=None, help="a params file to start from (default: the paper's settings)")
     ap.add_argument("--embedding", default=None, help="sentence-transformers model for the clusters")
+    ap.add_argument("--stream", action="store_true",
+                    help="a crowd larger than memory: read its files by batches (same subset, same file)")
     return ap.parse_args(argv)
 
 
@@ -94,8 +99,8 @@ def explain(zoo, metrics: pd.DataFrame, table: pd.DataFrame, report: dict, cfg) 
     """What was chosen and why: the crowd, who enters Stability, per-cluster counts, metric means vs the crowd."""
     n, dropped = metrics.shape[0], zoo.info.get("dropped_incomplete", 0)
     lines = [f"crowd: {n} instructions x {len(zoo.models)} models, reward model {metrics.attrs['reward_model']!r}"
-             + (f"; {dropped} instruction(s) dropped for a missing answer or score "
-                f"({zoo.info.get('dropped_reasons')})" if dropped else "")]
+             + (f"; {dropped} instruction(s) dropped for a missing answer or score"
+                + (f" ({zoo.info['dropped_reasons']})" if zoo.info.get("dropped_reasons") else "") if dropped else "")]
     fam = family_table(zoo, cfg.metrics.stability_families)
     inside = fam.index[fam["in_stability"]].tolist()
     lines.append(f"Stability (eq. 5) averages over {len(inside)} famil{'y' if len(inside) == 1 else 'ies'}: {inside}")
@@ -130,10 +135,13 @@ def main(argv: list[str] | None = None) -> int:
             raise ZooError(f"--reward-model {args.reward_model!r} is not a score column of the crowd; it has {have}")
         run = Run.from_config(cfg)
         first = len(STEP_LOG)
-        zoo = load_run_zoo(run, cfg)
-        metrics = load_run_metrics(run, cfg)
-        table = load_run_selection(run, cfg, SUBSET)
-        report = selection_reports(run, cfg)[SUBSET]
+        if args.stream:
+            table, report, zoo, metrics = streamed_selection(run, cfg, SUBSET)
+        else:
+            zoo = load_run_zoo(run, cfg)
+            metrics = load_run_metrics(run, cfg)
+            table = load_run_selection(run, cfg, SUBSET)
+            report = selection_reports(run, cfg)[SUBSET]
         path = write_out(table, Path(args.out), args.format)
     except (ZooError, ConfigError, ValueError, KeyError, OSError) as e:
         print(f"error: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)

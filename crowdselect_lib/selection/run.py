@@ -21,14 +21,11 @@ from .table import compare_selections, publish_selection, read_selection, select
 SELECTION_VERSION = "2"
 
 
-def select_subset(zoo, metrics: pd.DataFrame, spec, *, k: int, weights, response: str = "best",
-                  clusters: pd.Series | None = None, official_compat: bool = False, reward_model: str | None = None,
-                  seed: int = 0, cluster_quota: int | None = None,
-                  response_reward_model: str | None = None) -> tuple[pd.DataFrame, dict]:
-    """One subset from a `config.SubsetSpec` -> (selection table, report). CrowdSelect takes equal per-cluster
-    quotas (official multi-metric rule: k / C each, or `cluster_quota` each, the official file's hard-coded 100,
-    giving quota x C rows), a single metric the official single-metric "union" rule. The answer is `response`'s,
-    scored by `response_reward_model` (default: `reward_model`, eq. 2)."""
+def pick_subset(metrics: pd.DataFrame, spec, *, k: int, weights, clusters: pd.Series | None = None,
+                official_compat: bool = False, cluster_quota: int | None = None) -> tuple[pd.Series, dict]:
+    """The pick of one subset from a `config.SubsetSpec` -> (score per uuid in rank order, report). CrowdSelect
+    takes equal per-cluster quotas (official multi-metric rule: k / C each, or `cluster_quota` each, the official
+    file's hard-coded 100, giving quota x C rows), a single metric the official single-metric "union" rule."""
     if spec.metric == "crowdselect":
         score, rule = combine(metrics, spec.weights or weights), "equal"
     else:
@@ -38,9 +35,20 @@ def select_subset(zoo, metrics: pd.DataFrame, spec, *, k: int, weights, response
     use = clusters if spec.clustered else None
     if use is not None and spec.metric == "crowdselect" and cluster_quota is not None:
         k = cluster_quota * clusters.nunique()
-    ranked, report = select(score, k, spec.direction, use, rule, official_compat and spec.metric == "crowdselect")
+    return select(score, k, spec.direction, use, rule, official_compat and spec.metric == "crowdselect")
+
+
+def select_subset(zoo, metrics: pd.DataFrame, spec, *, k: int, weights, response: str = "best",
+                  clusters: pd.Series | None = None, official_compat: bool = False, reward_model: str | None = None,
+                  seed: int = 0, cluster_quota: int | None = None,
+                  response_reward_model: str | None = None) -> tuple[pd.DataFrame, dict]:
+    """One subset (`pick_subset`) with its answers -> (selection table, report). The answer is `response`'s,
+    scored by `response_reward_model` (default: `reward_model`, eq. 2)."""
+    ranked, report = pick_subset(metrics, spec, k=k, weights=weights, clusters=clusters,
+                                 official_compat=official_compat, cluster_quota=cluster_quota)
     table = selection_table(zoo, ranked, method=spec.name, reward_model=response_reward_model or reward_model,
-                            response=spec.response or response, seed=seed, metrics=metrics, clusters=use)
+                            response=spec.response or response, seed=seed, metrics=metrics,
+                            clusters=clusters if spec.clustered else None)
     return table, report
 
 

@@ -21,7 +21,7 @@ from .model import (KEY_COLUMNS, LABELS, MAX_ABS_SCORE, Zoo, ZooError, alpacaeva
                     magpie_models, validate, validation_report)
 from .build import OFFLINE_CROWD, CostNotConfirmed, answers_step, crowd_models, generate_answers, instruction_table
 from .local import (MODELS_FILE, ScoreStream, crowd_files, load_local, local_input_files, local_reward_models, read_crowd_file,
-                    write_crowd)
+                    read_local_models, read_rows, write_crowd)
 from .plots import model_order, plot_scores_by_family
 from .sources import (ALPACAEVAL_REWARD_MODEL, DEFAULT_REWARD_MODEL, MAGPIE_REPO, MAGPIE_REWARD_MODELS,
                       alpacaeval_instructions, input_files, load_alpacaeval, load_magpie)
@@ -166,6 +166,6 @@ __all__ = ["Zoo", "ZooError", "load_zoo", "load_config_zoo", "zoo_step", "load_r
            "validation_report", "heldout_uuids", "hold_out", "heldout_items", "alpacaeval_instructions",
            "check_models", "magpie_models", "alpacaeval_models", "demo_zoo", "planted_correlations", "zoo_reward_models",
            "default_reward_model", "plot_scores_by_family", "load_local", "crowd_files", "local_input_files",
-           "local_reward_models", "read_crowd_file", "MODELS_FILE", "ScoreStream", "write_crowd", "generate_answers", "crowd_models",
+           "local_reward_models", "read_crowd_file", "read_local_models", "read_rows", "MODELS_FILE", "ScoreStream", "write_crowd", "generate_answers", "crowd_models",
            "answers_step", "instruction_table", "CostNotConfirmed", "OFFLINE_CROWD", "model_order", "KEY_COLUMNS", "LABELS", "MAX_ABS_SCORE", "MAGPIE_REPO", "MAGPIE_REWARD_MODELS",
            "DEFAULT_REWARD_MODEL", "ALPACAEVAL_REWARD_MODEL", "SIM_REWARD_MODELS", "DEMO_DEFAULT_RM", "ZOO_VERSION"]

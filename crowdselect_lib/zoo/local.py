@@ -71,9 +71,11 @@ def _header(path: Path) -> list[str]:
         import pyarrow.parquet as pq
 
         try:
-            return list(pq.read_schema(path).names)
+            schema = pq.read_schema(path)
         except Exception as e:   # pyarrow raises ArrowInvalid / OSError on a cut file
             raise ZooError(f"{path} is not a readable parquet file (half written?): {e}") from None
+        index = {c for c in (schema.pandas_metadata or {}).get("index_columns", []) if isinstance(c, str)}
+        return [n for n in schema.names if n not in index]     # pandas' stored index is not a column of the crowd
     if path.suffix == ".csv":
         return list(pd.read_csv(path, nrows=0).columns)
     with open(path, encoding="utf-8") as fh:
@@ -189,6 +191,44 @@ def write_crowd(directory: str | Path, answers: pd.DataFrame, models: pd.DataFra
     return d
 
 
+def read_rows(data_dir: str | Path, uuids, *, batch_rows: int = 1 << 16) -> pd.DataFrame:
+    """Every row (``uuid, instruction, model, response`` and the score columns) of the given instructions, read batch
+    by batch (Arrow record batches for parquet): the answers of k picked instructions without loading the crowd."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    def tables(p: Path):
+        if p.suffix != ".parquet":                    # JSONL / CSV: read whole (one file at a time)
+            yield pa.Table.from_pandas(read_crowd_file(p), preserve_index=False)
+            return
+        try:
+            for b in pq.ParquetFile(p).iter_batches(batch_rows):
+                yield pa.Table.from_batches([b])
+        except OSError as e:
+            raise ZooError(f"{p} is not a readable parquet file (half written?): {e}") from None
+
+    wanted = pa.array(sorted({str(u) for u in uuids}), type=pa.string())
+    parts = []
+    for p in crowd_files(data_dir):
+        has_uuid = "uuid" in _header(p)
+        for t in tables(p):
+            if has_uuid:
+                key = pc.cast(t.column("uuid"), pa.string())
+            else:      # the uuid is the instruction's digest: hash each distinct text of the batch once
+                key = pa.array(instruction_uuids(t.column("instruction").to_pandas()), type=pa.string())
+            hit = t.filter(pc.is_in(key, value_set=wanted))
+            if hit.num_rows:
+                df = hit.to_pandas()
+                if not has_uuid:
+                    df.insert(0, "uuid", instruction_uuids(df["instruction"]))
+                parts.append(df)
+    if not parts:
+        return pd.DataFrame(columns=TEXT_COLUMNS)
+    long = pd.concat(parts, ignore_index=True)
+    return long[TEXT_COLUMNS + [c for c in long.columns if c not in TEXT_COLUMNS]]
+
+
 class ScoreStream:
     """A crowd larger than memory, read for the metrics (eqs. 3-5 need one instruction's row of S at a time):
     iterating yields dense score blocks (index uuid, one column per models.csv model, in its order) of one reward
@@ -197,22 +237,52 @@ class ScoreStream:
     models' rows have arrived, so memory holds one batch plus the instructions still open (rows grouped by
     instruction, as writers write them, keep that to a few). An instruction with a NaN score, a blank answer or a
     missing row is incomplete: a `ZooError`, or with `drop_incomplete` dropped and counted in `stats`, as
-    `validate` does. `stats`: rows, instructions, dropped_incomplete, max_buffered_rows."""
+    `validate` does. `stats`: rows, instructions, dropped_incomplete, max_buffered_rows. After a pass,
+    `instructions()` gives every kept instruction's text in the in-memory zoo's order (first appearance)."""
 
     def __init__(self, data_dir: str | Path, reward_model: str, *, batch_rows: int = 1 << 16,
                  drop_incomplete: bool = False):
         self.files, self.models = crowd_files(data_dir), read_local_models(data_dir)
         self.reward_model, self.batch_rows, self.drop_incomplete = reward_model, batch_rows, drop_incomplete
-        if reward_model not in local_reward_models(data_dir):
-            raise ZooError(f"unknown reward model {reward_model!r}; this crowd has {local_reward_models(data_dir)}")
-        self.stats = {"rows": 0, "instructions": 0, "dropped_incomplete": 0, "max_buffered_rows": 0}
+        self.score_columns = local_reward_models(data_dir)
+        if reward_model not in self.score_columns:
+            raise ZooError(f"unknown reward model {reward_model!r}; this crowd has {self.score_columns}")
+        self.stats = {"rows": 0, "instructions": 0, "dropped_incomplete": 0, "max_buffered_rows": 0,
+                      "dropped_reasons": {"no_answer": 0, "nan_score": 0, "missing_rows": 0}}
+        self._kept: list[pd.DataFrame] = []      # (uuid, instruction, first row) of each kept instruction
+
+    def instructions(self) -> pd.DataFrame:
+        """``uuid, instruction`` of every instruction the last pass kept, in order of first appearance in the files
+        (the order `load_zoo` keeps, which clustering reads: the official pooling batches instructions in it)."""
+        if not self._kept:
+            return pd.DataFrame({"uuid": pd.Series(dtype=object), "instruction": pd.Series(dtype=object)})
+        kept = pd.concat(self._kept, ignore_index=True).sort_values("row", kind="stable")
+        return kept[["uuid", "instruction"]].reset_index(drop=True)
 
     def families(self) -> dict[str, tuple[str, float]]:
         """model -> (family, size_b) from models.csv, the second input of `metrics.streamed_metrics`."""
         return dict(zip(self.models["model"], zip(self.models["family"], self.models["size_b"].astype(float))))
 
+    def _present_models(self) -> set:
+        """The models with at least one row (a models.csv model without rows leaves the crowd, as in `validate`):
+        one pass over the model column only."""
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        present: set = set()
+        for p in self.files:
+            if p.suffix != ".parquet":
+                present.update(pd.unique(read_crowd_file(p)["model"]))
+                continue
+            try:
+                for b in pq.ParquetFile(p).iter_batches(self.batch_rows, columns=["model"]):
+                    present.update(pc.unique(b.column("model")).to_pylist())
+            except OSError as e:
+                raise ZooError(f"{p} is not a readable parquet file (half written?): {e}") from None
+        return present
+
     def _batches(self):
-        cols = [c for c in TEXT_COLUMNS if c != "uuid"] + [self.reward_model]
+        cols = [c for c in TEXT_COLUMNS if c != "uuid"] + self.score_columns
         for p in self.files:
             has_uuid = "uuid" in _header(p)
             if p.suffix == ".parquet":
@@ -239,19 +309,31 @@ class ScoreStream:
                     yield p, part.drop(columns=["response"]).assign(blank=_blank(part["response"])), has_uuid
 
     def __iter__(self):
-        names, m = list(self.models["model"]), len(self.models)
-        pending = None
+        present = self._present_models()
+        names = [x for x in self.models["model"] if x in present]
+        m = len(names)
+        pending, self._kept = None, []
+        self.stats = {**dict.fromkeys(self.stats, 0), "dropped_reasons": dict.fromkeys(self.stats["dropped_reasons"], 0)}
         for path, df, has_uuid in self._batches():
-            unknown = sorted({str(x) for x in pd.unique(df["model"]) if x not in set(names)})
+            unknown = sorted({str(x) for x in pd.unique(df["model"]) if x not in present})
             if unknown:
                 raise ZooError(f"{MODELS_FILE} lacks model(s) {unknown[:5]} of {path}")
             if not has_uuid:
                 df.insert(0, "uuid", instruction_uuids(df["instruction"]))
-            try:
-                score = pd.to_numeric(df[self.reward_model], errors="raise")
-            except (ValueError, TypeError) as e:
-                raise ZooError(f"non-numeric score in column {self.reward_model!r} of {path}: {e}") from None
-            df = df.assign(score=score)[["uuid", "model", "score", "blank"]]
+            numeric = {}
+            for c in self.score_columns:
+                try:
+                    numeric[c] = pd.to_numeric(df[c], errors="raise")
+                except (ValueError, TypeError) as e:
+                    raise ZooError(f"non-numeric score in column {c!r} of {path}: {e}") from None
+            score = numeric[self.reward_model]
+            nan_any = pd.DataFrame(numeric).isna().any(axis=1).to_numpy()    # NaN for any scorer: incomplete
+            reasons = self.stats["dropped_reasons"]
+            reasons["no_answer"] += int(df["blank"].sum())
+            reasons["nan_score"] += int(nan_any.sum())
+            df = df.assign(blank=df["blank"].to_numpy() | nan_any)   # a bad cell: the instruction is incomplete
+            row = np.arange(self.stats["rows"], self.stats["rows"] + len(df))       # position in the whole crowd
+            df = df.assign(score=score, row=row)[["uuid", "instruction", "model", "score", "blank", "row"]]
             self.stats["rows"] += len(df)
             buf = df if pending is None else pd.concat([pending, df], ignore_index=True)
             self.stats["max_buffered_rows"] = max(self.stats["max_buffered_rows"], len(buf))
@@ -263,7 +345,9 @@ class ScoreStream:
             if len(done):
                 yield from self._block(done, names)
         if pending is not None and len(pending):
-            self._incomplete(pending["uuid"].nunique(), pending["uuid"].iloc[0])
+            n = pending["uuid"].nunique()
+            self.stats["dropped_reasons"]["missing_rows"] += n * m - len(pending)
+            self._incomplete(n, pending["uuid"].iloc[0])
 
     def _incomplete(self, n: int, example) -> None:
         if not self.drop_incomplete:
@@ -272,13 +356,17 @@ class ScoreStream:
         self.stats["dropped_incomplete"] += n
 
     def _block(self, done: pd.DataFrame, names: list[str]):
-        bad = done.groupby("uuid", sort=False)[["blank"]].any()["blank"] | done["score"].isna().groupby(
-            done["uuid"], sort=False).any()
+        bad = done.groupby("uuid", sort=False)["blank"].any()        # a blank answer or a NaN score
         if bad.any():
             self._incomplete(int(bad.sum()), bad.index[bad.to_numpy()][0])
             done = done[~done["uuid"].isin(bad.index[bad.to_numpy()])]
         if not len(done):
             return
+        text = done.groupby("uuid", sort=False).agg(instruction=("instruction", "first"),
+                                                    texts=("instruction", "nunique"), row=("row", "min"))
+        if (text["texts"] > 1).any():
+            raise ZooError(f"uuid {text.index[text['texts'].to_numpy() > 1][0]!r} has two instruction texts")
+        self._kept.append(text.drop(columns="texts").reset_index())
         u_codes, uuids = pd.factorize(done["uuid"])
         mat = np.full((len(uuids), len(names)), np.nan)
         mat[u_codes, pd.Categorical(done["model"], categories=names).codes] = done["score"].to_numpy(dtype=float)
