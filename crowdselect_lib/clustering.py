@@ -207,25 +207,39 @@ def inertia(embeddings: np.ndarray, labels: np.ndarray) -> float:
     return float(((embeddings - means[labels]) ** 2).sum())
 
 
+def clusters_settings(cfg) -> dict:
+    """What determines the clusters besides the instructions: K-means settings and the embedding's."""
+    c = cfg.clustering
+    return {"n_clusters": c.n_clusters, "seed": c.seed, "n_init": c.n_init, "minibatch": c.minibatch,
+            "embedding": embedding_settings(cfg.embedding)}
+
+
 def clusters_step(run, cfg) -> Step:
     """The key of the run's clusters (pure: config and the zoo's key)."""
-    c = cfg.clustering
-    settings = {"n_clusters": c.n_clusters, "seed": c.seed, "n_init": c.n_init, "minibatch": c.minibatch,
-                "embedding": embedding_settings(cfg.embedding)}
-    return Step(run.dir, "clusters", f"kmeans-k{c.n_clusters}", settings, {"zoo": zoo_step(run, cfg)},
-                CLUSTERS_VERSION, "crowdselect_lib.clustering")
+    return Step(run.dir, "clusters", f"kmeans-k{cfg.clustering.n_clusters}", clusters_settings(cfg),
+                {"zoo": zoo_step(run, cfg)}, CLUSTERS_VERSION, "crowdselect_lib.clustering")
+
+
+def fit_clusters(st: Step, uuids, vectors: np.ndarray, c) -> pd.Series:
+    """K-means (`ClusteringConfig` `c`) on `vectors`, one row per uuid, written into step `st`, which is finished."""
+    labels = kmeans(vectors, c.n_clusters, c.seed, c.n_init, c.minibatch)
+    write_parquet(pd.DataFrame({"uuid": np.asarray(uuids), "cluster": labels}), st.path("clusters.parquet"))
+    st.finish(rows=len(labels), inertia=inertia(vectors, labels), sizes=np.bincount(labels).tolist())
+    return read_clusters(st)
+
+
+def read_clusters(st: Step) -> pd.Series:
+    """Cluster label per uuid (Series named ``cluster``) of a finished clusters step."""
+    return pd.read_parquet(st.dir / "clusters.parquet").set_index("uuid")["cluster"]
 
 
 def load_run_clusters(run, cfg) -> pd.Series:
     """Cluster label per uuid (Series named ``cluster``) for `cfg`; computed on demand when its step is not done."""
     st = clusters_step(run, cfg).announce()
-    if not st.done:
-        uuids, vecs = embed_instructions(run, cfg)
-        c = cfg.clustering
-        labels = kmeans(vecs, c.n_clusters, c.seed, c.n_init, c.minibatch)
-        write_parquet(pd.DataFrame({"uuid": uuids, "cluster": labels}), st.path("clusters.parquet"))
-        st.finish(rows=len(labels), inertia=inertia(vecs, labels), sizes=np.bincount(labels).tolist())
-    return pd.read_parquet(st.dir / "clusters.parquet").set_index("uuid")["cluster"]
+    if st.done:
+        return read_clusters(st)
+    uuids, vecs = embed_instructions(run, cfg)
+    return fit_clusters(st, uuids, vecs, cfg.clustering)
 
 
 # ------------------------------------------------------------------ 2-D map and the planted topics

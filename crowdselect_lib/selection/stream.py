@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from .. import clustering
@@ -78,25 +77,18 @@ def load_metrics(run, cfg) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
 
 def clusters_step(run, cfg) -> Step:
     """The key of the clusters of the streamed instructions (the settings of `clustering.clusters_step`)."""
-    c = cfg.clustering
-    settings = {"n_clusters": c.n_clusters, "seed": c.seed, "n_init": c.n_init, "minibatch": c.minibatch,
-                "embedding": clustering.embedding_settings(cfg.embedding)}
-    return Step(run.dir, "stream", f"clusters-k{c.n_clusters}", settings, {"metrics": metrics_step(run, cfg)},
-                STREAM_VERSION, "crowdselect_lib.clustering")
+    return Step(run.dir, "stream", f"clusters-k{cfg.clustering.n_clusters}", clustering.clusters_settings(cfg),
+                {"metrics": metrics_step(run, cfg)}, STREAM_VERSION, "crowdselect_lib.clustering")
 
 
 def load_clusters(run, cfg, instructions: pd.DataFrame) -> pd.Series:
     """Cluster label per uuid: K-means over the embeddings of `instructions` (in the zoo's order, so the official
     batch-of-32 pooling sees the batches the in-memory path sees)."""
     st = clusters_step(run, cfg).announce()
-    if not st.done:
-        vecs = clustering.embed(instructions["instruction"].tolist(), cfg.embedding, run.dir / "cache" / "embeddings")
-        c = cfg.clustering
-        labels = clustering.kmeans(vecs, c.n_clusters, c.seed, c.n_init, c.minibatch)
-        write_parquet(pd.DataFrame({"uuid": instructions["uuid"].to_numpy(), "cluster": labels}),
-                      st.path("clusters.parquet"))
-        st.finish(rows=len(labels), inertia=clustering.inertia(vecs, labels), sizes=np.bincount(labels).tolist())
-    return pd.read_parquet(st.dir / "clusters.parquet").set_index("uuid")["cluster"]
+    if st.done:
+        return clustering.read_clusters(st)
+    vecs = clustering.embed(instructions["instruction"].tolist(), cfg.embedding, run.dir / "cache" / "embeddings")
+    return clustering.fit_clusters(st, instructions["uuid"].to_numpy(), vecs, cfg.clustering)
 
 
 def selection_step(run, cfg, name: str) -> Step:
