@@ -250,7 +250,7 @@ def test_a_crowd_in_shards_is_streamed_for_the_metrics_by_row_groups(tmp_path):
     assert stream.stats["max_buffered_rows"] < 1000 + 19
 
 
-@pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
+@pytest.mark.parametrize("fmt", ["parquet", "parquet-dictionary", "jsonl"])
 def test_the_stream_drops_and_counts_exactly_what_validation_drops(tmp_path, fmt):
     """The stream's incomplete instructions are `validate`'s: a lone zero-width space, a BOM, a NUL or a tab is no
     answer (`zoo.model.BLANK_CHARS`; AlpacaEval has eight zero-width answers), a NaN score for *any* scorer drops
@@ -270,6 +270,9 @@ def test_the_stream_drops_and_counts_exactly_what_validation_drops(tmp_path, fmt
     d.mkdir()
     if fmt == "parquet":
         long.to_parquet(d / "answers.parquet", index=False)
+    elif fmt == "parquet-dictionary":         # pandas categoricals: dictionary-encoded text columns
+        long.astype({c: "category" for c in ("uuid", "instruction", "model", "response")}).to_parquet(
+            d / "answers.parquet", index=False)
     else:
         long.to_json(d / "answers.jsonl", orient="records", lines=True)
     extra = pd.DataFrame({"model": ["never-answered"], "family": ["qwen2.5"], "size_b": [0.5]})

@@ -191,6 +191,32 @@ def write_crowd(directory: str | Path, answers: pd.DataFrame, models: pd.DataFra
     return d
 
 
+def plain_columns(batch):
+    """`batch` (an Arrow RecordBatch or Table) with dictionary-encoded columns decoded to their values and no pandas
+    metadata: pandas categoricals carry the whole dictionary (every instruction of the file) in each record batch, so
+    converting it batch by batch would cost the file's size per batch (quadratic)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    cols = [pc.cast(c, c.type.value_type) if pa.types.is_dictionary(c.type) else c for c in batch.columns]
+    make = pa.Table.from_arrays if isinstance(batch, pa.Table) else pa.RecordBatch.from_arrays
+    return make(cols, names=batch.schema.names)
+
+
+def arrow_blank(col):
+    """`validate`'s blank rule (missing, not a text, or only whitespace, zero-width characters, BOM, NUL) on an Arrow
+    array, without making Python strings; a dictionary-encoded column (pandas categoricals) is checked on its
+    dictionary. Returns a boolean Arrow array."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_dictionary(col.type):
+        return pc.fill_null(pc.take(arrow_blank(col.dictionary), col.indices), True)
+    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        return pc.fill_null(pc.equal(pc.utf8_trim(col, characters=BLANK_CHARS), ""), True)
+    return pa.array(np.ones(len(col), dtype=bool))          # not text at all (e.g. a column of nulls): no answer
+
+
 def read_rows(data_dir: str | Path, uuids, *, batch_rows: int = 1 << 16) -> pd.DataFrame:
     """Every row (``uuid, instruction, model, response`` and the score columns) of the given instructions, read batch
     by batch (Arrow record batches for parquet): the answers of k picked instructions without loading the crowd."""
@@ -216,10 +242,11 @@ def read_rows(data_dir: str | Path, uuids, *, batch_rows: int = 1 << 16) -> pd.D
             if has_uuid:
                 key = pc.cast(t.column("uuid"), pa.string())
             else:      # the uuid is the instruction's digest: hash each distinct text of the batch once
-                key = pa.array(instruction_uuids(t.column("instruction").to_pandas()), type=pa.string())
+                text = pc.cast(t.column("instruction"), pa.string())
+                key = pa.array(instruction_uuids(text.to_pandas()), type=pa.string())
             hit = t.filter(pc.is_in(key, value_set=wanted))
             if hit.num_rows:
-                df = hit.to_pandas()
+                df = plain_columns(hit).to_pandas()
                 if not has_uuid:
                     df.insert(0, "uuid", instruction_uuids(df["instruction"]))
                 parts.append(df)
@@ -286,19 +313,13 @@ class ScoreStream:
         for p in self.files:
             has_uuid = "uuid" in _header(p)
             if p.suffix == ".parquet":
-                import pyarrow as pa
-                import pyarrow.compute as pc
                 import pyarrow.parquet as pq
 
                 try:
                     batches = pq.ParquetFile(p).iter_batches(self.batch_rows, columns=cols + ["uuid"] * has_uuid)
                     for b in batches:     # blank answers found in Arrow: the texts never become Python objects
-                        resp = b.column("response")   # blank = `validate`'s rule: whitespace, zero-width, BOM, NUL
-                        if pa.types.is_string(resp.type) or pa.types.is_large_string(resp.type):
-                            blank = pc.fill_null(pc.equal(pc.utf8_trim(resp, characters=BLANK_CHARS), ""), True)
-                        else:             # not text at all (e.g. a column of nulls): no answer
-                            blank = pa.array(np.ones(len(resp), dtype=bool))
-                        cut = b.drop_columns(["response"]).to_pandas()
+                        blank = arrow_blank(b.column("response"))
+                        cut = plain_columns(b.drop_columns(["response"])).to_pandas()
                         yield p, cut.assign(blank=blank.to_numpy(zero_copy_only=False)), has_uuid
                 except OSError as e:
                     raise ZooError(f"{p} is not a readable parquet file (half written?): {e}") from None
