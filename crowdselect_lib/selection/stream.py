@@ -23,7 +23,7 @@ import pandas as pd
 from .. import clustering
 from ..metrics import streamed_metrics
 from ..runs import Step, check_name, slug, write_parquet
-from ..zoo import (ScoreStream, Zoo, ZooError, _data_fingerprint, default_reward_model, local_reward_models,
+from ..zoo import (ScoreStream, Zoo, ZooError, data_fingerprint, default_reward_model, local_reward_models,
                    read_local_models, read_rows)
 from .run import pick_subset, subset_settings, subset_spec
 from .table import read_selection, selection_table, write_selection
@@ -33,7 +33,8 @@ BATCH_ROWS = 1 << 16        # rows per Arrow record batch read (memory: one batc
 
 
 def _crowd(cfg) -> tuple[Path, str]:
-    """(crowd folder, the reward model the metrics read: `metrics.reward_model`, else the crowd's first score column)."""
+    """(crowd folder, the reward model the metrics read: `metrics.reward_model`, else the crowd's first score
+    column)."""
     if cfg.zoo.source != "local" or cfg.zoo.data_dir is None:
         raise ZooError("a streamed selection reads a local crowd: zoo.source local with zoo.data_dir")
     d = Path(cfg.zoo.data_dir)
@@ -49,7 +50,7 @@ def metrics_step(run, cfg) -> Step:
     settings = {"reward_model": rm, "stability_families": cfg.metrics.stability_families,
                 "stability_ties": cfg.metrics.stability_ties, "drop_incomplete": True}
     return Step(run.dir, "stream", check_name(f"metrics-{slug(rm)}", "stream step"), settings,
-                {"crowd": _data_fingerprint("local", d)}, STREAM_VERSION,
+                {"crowd": data_fingerprint("local", d)}, STREAM_VERSION,
                 ("crowdselect_lib.selection", "crowdselect_lib.metrics", "crowdselect_lib.zoo"))
 
 

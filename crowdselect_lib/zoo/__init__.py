@@ -90,7 +90,7 @@ def default_reward_model(cfg) -> str:
     return preferred if preferred in have else have[0]
 
 
-def _data_fingerprint(source: str, data_dir) -> str:
+def data_fingerprint(source: str, data_dir) -> str:
     """Digest of the contents of the local input files and the model tables (`runs.fingerprint`)."""
     paths = local_input_files(data_dir) if source == "local" and data_dir is not None else input_files(source, data_dir)
     if data_dir is not None and not paths:
@@ -103,7 +103,7 @@ def zoo_step(run, cfg) -> Step:
     """The zoo's step key (pure: reads the config and the input files' fingerprint, loads nothing)."""
     z = cfg.zoo
     settings = {"source": z.source, "reward_models": z.reward_models, "drop_incomplete": z.drop_incomplete,
-                "files": _data_fingerprint(z.source, z.data_dir)}
+                "files": data_fingerprint(z.source, z.data_dir)}
     if z.source == "demo":
         settings.update(n_instructions=z.n_instructions, seed=cfg.run.seed)
     else:

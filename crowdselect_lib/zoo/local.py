@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from ..runs import read_jsonl, text_digest
-from .model import BLANK_CHARS, Zoo, ZooError, _blank, check_models
+from .model import BLANK_CHARS, Zoo, ZooError, blank_texts, check_models
 
 MODELS_FILE = "models.csv"
 TEXT_COLUMNS = ["uuid", "instruction", "model", "response"]
@@ -327,14 +327,15 @@ class ScoreStream:
                 df = read_crowd_file(p)   # JSONL / CSV: read whole, then cut into batches
                 for a in range(0, len(df), self.batch_rows):
                     part = df.iloc[a:a + self.batch_rows]
-                    yield p, part.drop(columns=["response"]).assign(blank=_blank(part["response"])), has_uuid
+                    yield p, part.drop(columns=["response"]).assign(blank=blank_texts(part["response"])), has_uuid
 
     def __iter__(self):
         present = self._present_models()
         names = [x for x in self.models["model"] if x in present]
         m = len(names)
         pending, self._kept = None, []
-        self.stats = {**dict.fromkeys(self.stats, 0), "dropped_reasons": dict.fromkeys(self.stats["dropped_reasons"], 0)}
+        reasons = dict.fromkeys(self.stats["dropped_reasons"], 0)
+        self.stats = {**dict.fromkeys(self.stats, 0), "dropped_reasons": reasons}
         for path, df, has_uuid in self._batches():
             unknown = sorted({str(x) for x in pd.unique(df["model"]) if x not in present})
             if unknown:

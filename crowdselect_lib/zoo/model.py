@@ -141,11 +141,11 @@ class Zoo:
 
 # ---------------------------------------------------------------------- validation
 
-def _blank(s: pd.Series) -> np.ndarray:
+def blank_texts(s: pd.Series) -> np.ndarray:
     """True where a text cell is missing, not a string, or only `BLANK_CHARS` (categoricals: checks categories)."""
     if isinstance(s.dtype, pd.CategoricalDtype):
         cats = pd.Series(s.cat.categories)
-        bad_cat = np.flatnonzero(_blank(cats))
+        bad_cat = np.flatnonzero(blank_texts(cats))
         codes = s.cat.codes.to_numpy()
         return (codes < 0) | np.isin(codes, bad_cat)
     stripped = s.str.strip(BLANK_CHARS) if s.dtype == object or pd.api.types.is_string_dtype(s.dtype) else None
@@ -165,12 +165,12 @@ def check_models(models: pd.DataFrame) -> pd.DataFrame:
         if col not in models.columns:
             raise ZooError(f"model table is missing column {col!r}")
     m = models.reset_index(drop=True)
-    if _blank(m["model"].astype(object)).any():
+    if blank_texts(m["model"].astype(object)).any():
         raise ZooError("model table has a row without a model name")
     dup = m["model"].duplicated()
     if dup.any():
         raise ZooError(f"model table lists model {m.loc[dup, 'model'].iloc[0]!r} twice")
-    fam = _blank(m["family"].astype(object))
+    fam = blank_texts(m["family"].astype(object))
     if fam.any():
         raise ZooError(f"model {m.loc[fam, 'model'].iloc[0]!r} has no family (family is {m.loc[fam, 'family'].iloc[0]!r})")
     flags = m["size_b"].map(lambda x: isinstance(x, (bool, np.bool_))).to_numpy(dtype=bool)
@@ -207,7 +207,7 @@ def _check_uuids(r: pd.DataFrame) -> pd.DataFrame:
         ex = {k: uniq[np.flatnonzero(kinds == k)[0]] for k in kinds.unique()}
         raise ZooError(f"uuid column mixes types {sorted(ex)} (e.g. {', '.join(repr(v) for v in ex.values())}); "
                        "make every uuid a string")
-    if _blank(u).any():
+    if blank_texts(u).any():
         raise ZooError("a uuid is an empty string")
     return r
 
@@ -235,7 +235,7 @@ def _check_scores(r: pd.DataFrame, reward_models: list[str]) -> pd.DataFrame:
 
 def _check_instructions(r: pd.DataFrame) -> None:
     """Every instruction a non-blank string, one text per uuid."""
-    blank = _blank(r["instruction"])
+    blank = blank_texts(r["instruction"])
     if blank.any():
         first = r.loc[blank].iloc[0]
         raise ZooError(f"{int(blank.sum())} row(s) have no instruction text (None, empty or whitespace), e.g. uuid "
@@ -267,8 +267,8 @@ def validate(zoo: Zoo, drop_incomplete: bool = False) -> Zoo:
     if missing_cols:
         raise ZooError(f"zoo is missing column(s) {missing_cols}")
     models = check_models(zoo.models)
-    if _blank(r["model"]).any():
-        first = r.loc[_blank(r["model"])].iloc[0]
+    if blank_texts(r["model"]).any():
+        first = r.loc[blank_texts(r["model"])].iloc[0]
         raise ZooError(f"a row of uuid {first['uuid']!r} has no model name")
     r = _check_uuids(r.reset_index(drop=True))
     unknown = sorted(set(pd.unique(r["model"])) - set(models["model"]))
@@ -283,7 +283,7 @@ def validate(zoo: Zoo, drop_incomplete: bool = False) -> Zoo:
                        f"model {first['model']!r}")
     models = models[models["model"].isin(pd.unique(r["model"]))].reset_index(drop=True)
 
-    reasons = {"no_answer": _blank(r["response"]), "nan_score": r[zoo.reward_models].isna().any(axis=1).to_numpy()}
+    reasons = {"no_answer": blank_texts(r["response"]), "nan_score": r[zoo.reward_models].isna().any(axis=1).to_numpy()}
     bad_cell = reasons["no_answer"] | reasons["nan_score"]
     counts = r.loc[~bad_cell].groupby("uuid", sort=False, observed=True)["model"].size()
     counts = counts.reindex(pd.unique(r["uuid"]), fill_value=0)
