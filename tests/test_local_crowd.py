@@ -56,16 +56,19 @@ def test_local_crowd_keeps_given_uuids_and_counts_drops(tmp_path):
     assert sorted(zoo.responses["uuid"].unique()) == ["u0", "u2"] and zoo.info["dropped_incomplete"] == 1
 
 
-@pytest.mark.parametrize("case,message", [
-    ("model missing", r"models.csv lacks 1 model\(s\) of the crowd: \['solo'\]"),
-    ("text score", r"1 non-numeric score\(s\) in column 'rm', e.g. 'high'"),
-    ("cut jsonl", r"part-0.jsonl: line 9 is not valid JSON .*half-written"),
-    ("cut parquet", r"part-0.parquet is not a readable parquet file \(half written\?\)"),
-    ("cut csv", r"part-0.csv: the last row is cut short"),
-    ("no score", r"has no score column"),
-    ("shards differ", r"every shard needs the same columns"),
+@pytest.mark.parametrize("case,message,streamed", [
+    ("model missing", r"models.csv lacks 1 model\(s\) of the crowd: \['solo'\]", None),
+    ("text score", r"1 non-numeric score\(s\) in column 'rm', e.g. 'high'", r"non-numeric score in column 'rm' of "),
+    ("cut jsonl", r"part-0.jsonl: line 9 is not valid JSON .*half-written", None),
+    ("cut parquet", r"part-0.parquet is not a readable parquet file \(half written\?\)", None),
+    ("cut csv", r"part-0.csv: the last row is cut short", None),
+    ("no score", r"has no score column", r"unknown reward model 'rm'; this crowd has \[\]"),
+    ("shards differ", r"every shard needs the same columns", None),
 ])
-def test_local_crowd_bad_input_is_a_named_error(tmp_path, case, message):
+def test_local_crowd_bad_input_is_a_named_error(tmp_path, case, message, streamed):
+    """The same bad crowd gives a named error in memory (`load_zoo`) and streamed (`ScoreStream`, `select --stream`)."""
+    from crowdselect_lib.zoo import ScoreStream
+
     d, rows, models, fmt, shards = tmp_path / "c", [dict(r) for r in ROWS], MODELS, "jsonl", 1
     if case == "model missing":
         models = MODELS.replace("solo,other,3\n", "")
@@ -86,6 +89,8 @@ def test_local_crowd_bad_input_is_a_named_error(tmp_path, case, message):
         p.write_bytes(p.read_bytes()[:-7])
     with pytest.raises(ZooError, match=message):
         load_zoo("local", d)
+    with pytest.raises(ZooError, match=streamed or message):
+        list(ScoreStream(d, "rm"))
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 """The zoo (paper §3.1, chapter 01): `model` (the data model and its validation), `sources` (Magpie, AlpacaEval),
-`local` (your own crowd's file format), `build` (a crowd from instructions alone), `demo` (the simulated zoo with
-planted truth), `holdout` (a fixed held-out split, never selectable), `plots` (chapter 01's figures).
+`local` (your own crowd's file format), `stream` (a crowd larger than memory, read by batches), `build` (a crowd
+from instructions alone), `demo` (the simulated zoo with planted truth), `holdout` (a fixed held-out split, never
+selectable), `plots` (chapter 01's figures).
 
 Step cache (issue 10): `zoo_step(run, cfg)` is the zoo's key, computed from the config alone: the `zoo:` section,
 `run.seed` for the demo, and a fingerprint of the local input files (`zoo.data_dir`) and of the packaged model
@@ -20,9 +21,10 @@ from .demo import DEMO_DEFAULT_RM, SIM_REWARD_MODELS, demo_zoo, planted_correlat
 from .model import (KEY_COLUMNS, LABELS, MAX_ABS_SCORE, Zoo, ZooError, alpacaeval_models, check_models,
                     magpie_models, validate, validation_report)
 from .build import OFFLINE_CROWD, CostNotConfirmed, answers_step, crowd_models, generate_answers, instruction_table
-from .local import (MODELS_FILE, ScoreStream, crowd_files, load_local, local_input_files, local_reward_models, read_crowd_file,
-                    read_local_models, read_rows, write_crowd)
+from .local import (MODELS_FILE, crowd_files, load_local, local_input_files, local_reward_models, read_crowd_file,
+                    read_local_models, write_crowd)
 from .plots import model_order, plot_scores_by_family
+from .stream import ScoreStream, read_rows
 from .sources import (ALPACAEVAL_REWARD_MODEL, DEFAULT_REWARD_MODEL, MAGPIE_REPO, MAGPIE_REWARD_MODELS,
                       alpacaeval_instructions, input_files, load_alpacaeval, load_magpie)
 
