@@ -153,7 +153,10 @@ def test_select_stream_writes_the_same_file_without_loading_the_crowd(alpacaeval
         return text[text.index("crowd: "):text.index("wrote ")]
 
     assert explanation(said) == explanation(outs["memory"][1])
-    assert main(args + ["--stream"]) == 0 and "0 computed, 2 reused" in capsys.readouterr().out   # metrics, subset
+    monkeypatch.setattr(stream, "read_rows", lambda *a, **k: pytest.fail("a reused subset reads the crowd again"))
+    assert main(args + ["--stream"]) == 0
+    again = capsys.readouterr().out
+    assert "0 computed, 2 reused" in again and explanation(again) == explanation(said)      # metrics, subset
 
 
 def test_select_formats_and_plain_top_k(alpacaeval_crowd, tmp_path, capsys):

@@ -25,6 +25,7 @@ from ..metrics import streamed_metrics
 from ..runs import Step, check_name, slug, write_parquet
 from ..zoo import (ScoreStream, Zoo, ZooError, data_fingerprint, default_reward_model, local_reward_models,
                    read_local_models, read_rows)
+from ..zoo.local import TEXT_COLUMNS
 from .run import pick_subset, subset_settings, subset_spec
 from .table import read_selection, selection_table, write_selection
 
@@ -67,12 +68,14 @@ def load_metrics(run, cfg) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
         met = met.reindex(pd.Index(inst["uuid"], name="uuid"))      # the in-memory zoo's order
         write_parquet(met, st.path("metrics.parquet"))
         write_parquet(inst, st.path("instructions.parquet"))
-        st.finish(stability_families=families, **stream.stats)     # rows: the crowd's; instructions: kept
+        st.finish(stability_families=families, models=stream.models_present,
+                  **stream.stats)                                 # rows: the crowd's; instructions: kept
     m = st.manifest()
     met = pd.read_parquet(st.dir / "metrics.parquet")
     met.attrs.update(stability_families=m["stability_families"], reward_model=st.settings["reward_model"])
     counts = {k: m[k] for k in ("rows", "instructions", "dropped_incomplete", "max_buffered_rows")}
     counts["dropped_reasons"] = {k: m["dropped_reasons"][k] for k in ("no_answer", "nan_score", "missing_rows")}
+    counts["models"] = m["models"]
     return met, pd.read_parquet(st.dir / "instructions.parquet"), counts
 
 
@@ -102,15 +105,17 @@ def selection_step(run, cfg, name: str) -> Step:
                 inputs, STREAM_VERSION, "crowdselect_lib.selection")
 
 
-def picked_zoo(cfg, uuids, counts: dict | None = None) -> Zoo:
-    """A `Zoo` of the picked instructions' rows only (read back from the crowd's files)."""
+def picked_zoo(cfg, uuids, counts: dict) -> Zoo:
+    """A `Zoo` of the given instructions' rows only, read back from the crowd's files (none: the crowd's models and
+    counts only, what `command.explain` prints). `counts`: `load_metrics`'s, with the models that have rows."""
     d, rm = _crowd(cfg)
-    rows = read_rows(d, uuids, batch_rows=BATCH_ROWS)
     scores = local_reward_models(d)
+    rows = read_rows(d, uuids, batch_rows=BATCH_ROWS) if len(uuids) else pd.DataFrame(columns=TEXT_COLUMNS + scores)
     rows[scores] = rows[scores].apply(pd.to_numeric)
     models = read_local_models(d)
-    models = models[models["model"].isin(pd.unique(rows["model"]))].reset_index(drop=True)   # as `validate` keeps
-    return Zoo(rows, models, scores, "local", rm, info={"data_version": f"local:{d}", **(counts or {})})
+    models = models[models["model"].isin(counts["models"])].reset_index(drop=True)    # as `validate` keeps them
+    info = {"data_version": f"local:{d}", **{k: v for k, v in counts.items() if k != "models"}}
+    return Zoo(rows, models, scores, "local", rm, info=info)
 
 
 def streamed_selection(run, cfg, name: str) -> tuple[pd.DataFrame, dict, Zoo, pd.DataFrame]:
@@ -119,8 +124,8 @@ def streamed_selection(run, cfg, name: str) -> tuple[pd.DataFrame, dict, Zoo, pd
     spec = subset_spec(cfg, name)
     st = selection_step(run, cfg, name).announce()
     if st.done:
-        table, report = read_selection(st)
-        return table, report, picked_zoo(cfg, table["uuid"], counts), metrics
+        table, report = read_selection(st)                       # reused: no pass over the crowd
+        return table, report, picked_zoo(cfg, [], counts), metrics
     clusters = load_clusters(run, cfg, instructions) if spec.clustered else None
     s = cfg.selection
     ranked, report = pick_subset(metrics, spec, k=s.k, weights=s.weights, clusters=clusters,

@@ -105,6 +105,7 @@ class ScoreStream:
         self.stats = {"rows": 0, "instructions": 0, "dropped_incomplete": 0, "max_buffered_rows": 0,
                       "dropped_reasons": {"no_answer": 0, "nan_score": 0, "missing_rows": 0}}
         self._kept: list[pd.DataFrame] = []      # (uuid, instruction, first row) of each kept instruction
+        self.models_present: list[str] = []      # models.csv models with rows (set by a pass), as `validate` keeps
 
     def instructions(self) -> pd.DataFrame:
         """``uuid, instruction`` of every instruction the last pass kept, in order of first appearance in the files
@@ -169,7 +170,7 @@ class ScoreStream:
     def __iter__(self):
         present = self._present_models()
         names = [x for x in self.models["model"] if x in present]
-        m = len(names)
+        self.models_present, m = names, len(names)
         pending, self._kept = None, []
         reasons = dict.fromkeys(self.stats["dropped_reasons"], 0)
         self.stats = {**dict.fromkeys(self.stats, 0), "dropped_reasons": reasons}
