@@ -144,7 +144,8 @@ class _SubCrowds:
             for lo in range(0, len(group), step):
                 part = pos[lo:lo + step]
                 block = np.asfortranarray(self.values[:, part].transpose(1, 0, 2).reshape(len(part) * n, -1))
-                stab = base_metrics(pd.DataFrame(block, columns=list(slots)), slots, ties=self.ties)["stability"].to_numpy()
+                frame = pd.DataFrame(block, columns=list(slots))
+                stab = base_metrics(frame, slots, ties=self.ties)["stability"].to_numpy()
                 self.stab.update(zip(group[lo:lo + step], stab.reshape(len(part), n)))
 
     def metrics(self, crowds: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
