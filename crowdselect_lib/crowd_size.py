@@ -298,8 +298,7 @@ def leave_one_family_out(zoo_or_scores, families: dict | None = None, *, reward_
     Separability unchanged only when its models' scores do not move the per-instruction mean and variance (e.g.
     two models scoring mean +- std of the others). A family whose removal leaves < 2 models is skipped.
 
-    stability_only: `metrics.stability_families` (None = every family with two distinct sizes); ties:
-    `metrics.stability_ties`.
+    stability_only: `metrics.stability_families` (None: all families of 2+ sizes); ties: `metrics.stability_ties`.
 
     Returns columns family, n_dropped, in_stability, metric, spearman, jaccard, n_families (3 rows per family).
     """
