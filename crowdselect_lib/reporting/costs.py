@@ -141,7 +141,6 @@ def paper_costs(paper_cfg, methods: list[str] | None = None) -> pd.DataFrame:
 def plot_ledger(table: pd.DataFrame, title: str = ""):
     """Cost against gain: x = this run's total wall seconds per method (log scale when they span more than a factor
     of 10), y = its gain over Random with the 95% interval; Random sits at 0. Returns the figure."""
-    import matplotlib
     import matplotlib.ticker
 
     from .plots import pyplot

@@ -59,6 +59,11 @@ def alpacaeval_models() -> pd.DataFrame:
     return check_models(model_table("alpacaeval"))
 
 
+def model_families(models: pd.DataFrame) -> dict[str, tuple[str, float]]:
+    """model -> (family, size_b) of a model table (``model, family, size_b``), the input of `metrics.base_metrics`."""
+    return dict(zip(models["model"], zip(models["family"], models["size_b"].astype(float))))
+
+
 @dataclass
 class Zoo:
     responses: pd.DataFrame
@@ -79,7 +84,7 @@ class Zoo:
 
     def families(self) -> dict[str, tuple[str, float]]:
         """model -> (family, size_b), the input of `metrics.base_metrics`."""
-        return dict(zip(self.models["model"], zip(self.models["family"], self.models["size_b"].astype(float))))
+        return model_families(self.models)
 
     def instructions(self) -> pd.DataFrame:
         """One row per uuid: ``uuid, instruction`` in zoo order."""

@@ -16,7 +16,17 @@ import pandas as pd
 
 from .local import (MODELS_FILE, TEXT_COLUMNS, crowd_files, file_columns, instruction_uuids, local_reward_models,
                     read_crowd_file, read_local_models)
-from .model import BLANK_CHARS, ZooError, blank_texts
+from .model import BLANK_CHARS, ZooError, blank_texts, model_families
+
+
+def parquet_batches(path: Path, batch_rows: int, columns: list[str] | None = None):
+    """The record batches of one parquet answer file (`columns` only); a cut file is a `ZooError` naming it."""
+    import pyarrow.parquet as pq
+
+    try:
+        yield from pq.ParquetFile(path).iter_batches(batch_rows, columns=columns)
+    except OSError as e:
+        raise ZooError(f"{path} is not a readable parquet file (half written?): {e}") from None
 
 
 def plain_columns(batch):
@@ -50,17 +60,13 @@ def read_rows(data_dir: str | Path, uuids, *, batch_rows: int = 1 << 16) -> pd.D
     by batch (Arrow record batches for parquet): the answers of k picked instructions without loading the crowd."""
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     def tables(p: Path):
         if p.suffix != ".parquet":                    # JSONL / CSV: read whole (one file at a time)
             yield pa.Table.from_pandas(read_crowd_file(p), preserve_index=False)
             return
-        try:
-            for b in pq.ParquetFile(p).iter_batches(batch_rows):
-                yield pa.Table.from_batches([b])
-        except OSError as e:
-            raise ZooError(f"{p} is not a readable parquet file (half written?): {e}") from None
+        for b in parquet_batches(p, batch_rows):
+            yield pa.Table.from_batches([b])
 
     wanted = pa.array(sorted({str(u) for u in uuids}), type=pa.string())
     parts = []
@@ -88,11 +94,12 @@ class ScoreStream:
     """A crowd larger than memory, read for the metrics (eqs. 3-5 need one instruction's row of S at a time):
     iterating yields dense score blocks (index uuid, one column per models.csv model, in its order) of one reward
     model, read batch by batch (Arrow record batches of `batch_rows` rows for parquet, pandas chunks for JSONL/CSV;
-    only uuid, instruction, model, response and that score column). An instruction leaves the buffer once all its
+    only uuid, instruction, model, response and the score columns). An instruction leaves the buffer once all its
     models' rows have arrived, so memory holds one batch plus the instructions still open (rows grouped by
     instruction, as writers write them, keep that to a few). An instruction with a NaN score, a blank answer or a
-    missing row is incomplete: a `ZooError`, or with `drop_incomplete` dropped and counted in `stats`, as
-    `validate` does. `stats`: rows, instructions, dropped_incomplete, max_buffered_rows. After a pass,
+    missing row is incomplete (a NaN of any scorer, as `validate` has it): a `ZooError`, or with `drop_incomplete`
+    dropped and counted in `stats`, as `validate` does. `stats`: rows, instructions, dropped_incomplete,
+    max_buffered_rows, dropped_reasons (`validate`'s: no_answer, nan_score, missing_rows). After a pass,
     `instructions()` gives every kept instruction's text in the in-memory zoo's order (first appearance)."""
 
     def __init__(self, data_dir: str | Path, reward_model: str, *, batch_rows: int = 1 << 16,
@@ -117,24 +124,20 @@ class ScoreStream:
 
     def families(self) -> dict[str, tuple[str, float]]:
         """model -> (family, size_b) from models.csv, the second input of `metrics.streamed_metrics`."""
-        return dict(zip(self.models["model"], zip(self.models["family"], self.models["size_b"].astype(float))))
+        return model_families(self.models)
 
     def _present_models(self) -> set:
         """The models with at least one row (a models.csv model without rows leaves the crowd, as in `validate`):
         one pass over the model column only."""
         import pyarrow.compute as pc
-        import pyarrow.parquet as pq
 
         present: set = set()
         for p in self.files:
             if p.suffix != ".parquet":
                 present.update(pd.unique(read_crowd_file(p)["model"]))
                 continue
-            try:
-                for b in pq.ParquetFile(p).iter_batches(self.batch_rows, columns=["model"]):
-                    present.update(pc.unique(b.column("model")).to_pylist())
-            except OSError as e:
-                raise ZooError(f"{p} is not a readable parquet file (half written?): {e}") from None
+            for b in parquet_batches(p, self.batch_rows, ["model"]):
+                present.update(pc.unique(b.column("model")).to_pylist())
         unknown = sorted(str(x) for x in present - set(self.models["model"]))
         if unknown:
             raise ZooError(f"{MODELS_FILE} lacks {len(unknown)} model(s) of the crowd: {unknown[:5]}; add a row "
@@ -150,17 +153,11 @@ class ScoreStream:
                 raise ZooError(f"{p} has columns {sorted(head)}, but {self.files[0]} has {first}: every shard needs "
                                "the same columns")
             has_uuid = "uuid" in head
-            if p.suffix == ".parquet":
-                import pyarrow.parquet as pq
-
-                try:
-                    batches = pq.ParquetFile(p).iter_batches(self.batch_rows, columns=cols + ["uuid"] * has_uuid)
-                    for b in batches:     # blank answers found in Arrow: the texts never become Python objects
-                        blank = arrow_blank(b.column("response"))
-                        cut = plain_columns(b.drop_columns(["response"])).to_pandas()
-                        yield p, cut.assign(blank=blank.to_numpy(zero_copy_only=False)), has_uuid
-                except OSError as e:
-                    raise ZooError(f"{p} is not a readable parquet file (half written?): {e}") from None
+            if p.suffix == ".parquet":   # blank answers found in Arrow: the texts never become Python objects
+                for b in parquet_batches(p, self.batch_rows, cols + ["uuid"] * has_uuid):
+                    blank = arrow_blank(b.column("response"))
+                    cut = plain_columns(b.drop_columns(["response"])).to_pandas()
+                    yield p, cut.assign(blank=blank.to_numpy(zero_copy_only=False)), has_uuid
             else:
                 df = read_crowd_file(p)   # JSONL / CSV: read whole, then cut into batches
                 for a in range(0, len(df), self.batch_rows):
