@@ -159,6 +159,31 @@ def test_select_stream_writes_the_same_file_without_loading_the_crowd(alpacaeval
     assert "0 computed, 2 reused" in again and explanation(again) == explanation(said)      # metrics, subset
 
 
+def test_select_stream_follows_k_and_going_back_serves_the_old_subset_again(tmp_path, capsys):
+    """Under one run name: k 30 -> 31 recomputes only the subset; back to 30 recomputes nothing, and `latest/`,
+    ``dataset_info.json`` and the written file serve the k = 30 subset again."""
+    zoo = load_zoo("demo", n_instructions=300, seed=0)
+    crowd = tmp_path / "crowd"
+    crowd.mkdir()
+    zoo.responses.to_parquet(crowd / "answers.parquet", index=False)
+    zoo.models.to_csv(crowd / "models.csv", index=False)
+    run, said, outs = tmp_path / "run", [], []
+    for i, k in enumerate([30, 31, 30]):
+        outs.append(tmp_path / f"out{i}.jsonl")
+        args = ["select", "--zoo", str(crowd), "--k", str(k), "--out", str(outs[-1]), "--run", str(run),
+                "--clusters", "1", "--stream"]
+        assert main(args) == 0, capsys.readouterr().err
+        said.append(capsys.readouterr().out)
+        step = (run / "stream" / "selection-crowdselect" / "latest").resolve()
+        info = json.loads((run / "dataset_info.json").read_text())["crowdselect"]["file_name"]
+        assert (run / info).resolve() == step / "crowdselect.json"
+        assert len(outs[-1].read_text().splitlines()) == k
+        if i == 0:
+            first = step
+    assert "2 computed, 0 reused" in said[0] and "1 computed, 1 reused" in said[1] and "0 computed, 2 reused" in said[2]
+    assert step == first and outs[2].read_bytes() == outs[0].read_bytes()
+
+
 def test_select_formats_and_plain_top_k(alpacaeval_crowd, tmp_path, capsys):
     out = tmp_path / "sub.json"
     assert main(["select", "--zoo", str(alpacaeval_crowd), "--k", "5", "--out", str(out), "--run",

@@ -27,7 +27,7 @@ from ..zoo import (ScoreStream, Zoo, ZooError, data_fingerprint, default_reward_
                    read_local_models, read_rows)
 from ..zoo.local import TEXT_COLUMNS
 from .run import pick_subset, subset_settings, subset_spec
-from .table import read_selection, selection_table, write_selection
+from .table import publish_selection, read_selection, selection_table, write_selection
 
 STREAM_VERSION = "1"
 BATCH_ROWS = 1 << 16        # rows per Arrow record batch read (memory: one batch plus the instructions still open)
@@ -124,6 +124,7 @@ def streamed_selection(run, cfg, name: str) -> tuple[pd.DataFrame, dict, Zoo, pd
     spec = subset_spec(cfg, name)
     st = selection_step(run, cfg, name).announce()
     if st.done:
+        publish_selection(run, st, spec.name)                    # dataset_info.json serves this subset again
         table, report = read_selection(st)                       # reused: no pass over the crowd
         return table, report, picked_zoo(cfg, [], counts), metrics
     clusters = load_clusters(run, cfg, instructions) if spec.clustered else None
